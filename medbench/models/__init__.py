@@ -1,0 +1,141 @@
+"""The model zoo: turn a ``ModelConfig`` into an eval-mode CPU float32 module plus what the result JSON records.
+
+``build_model`` → ``LoadedModel`` (module + provenance), ``count_params`` / ``compute_gflops`` on the model as
+built, then ``prepare_for_inference`` fuses Conv+BN (Ultralytics only) right before timing. Counting comes first
+because fusing folds BatchNorm parameters away. Nothing here times anything.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from medbench.errors import ModelError
+from medbench.models.modules import ECA, register_modules
+from medbench.models.torchvision_models import build_torchvision, load_torchvision_weights, output_classes
+from medbench.models.ultralytics_models import build_from_yaml, describe, is_ultralytics_model, load_weights
+from medbench.schema import MODEL_KINDS, ModelConfig
+
+__all__ = [
+    "ECA",
+    "GFLOPsWarning",
+    "LoadedModel",
+    "build_model",
+    "compute_gflops",
+    "count_params",
+    "prepare_for_inference",
+    "register_modules",
+]
+
+
+class GFLOPsWarning(UserWarning):
+    """GFLOPs could not be computed (Ultralytics' get_flops returned 0.0); the result records null."""
+
+
+@dataclass
+class LoadedModel:
+    """A built/loaded model and its provenance. ``module`` is in eval mode, on CPU, float32, not fused, frozen."""
+
+    module: nn.Module
+    name: str  # ModelConfig.name, the label in tables
+    kind: str  # "ultralytics" | "torchvision"
+    task: str  # detect/segment/classify/pose/obb (the checkpoint's own task when weights are given)
+    random_init: bool  # True when built from a YAML/factory without weights
+    cfg: str | None  # YAML path/name or factory name actually used (None for a checkpoint)
+    weights: str | None  # absolute checkpoint path
+    weights_sha256: str | None
+    num_classes: int | None
+    class_names: dict[int, str] | None
+    stride: int | None  # max stride (Ultralytics), None for torchvision
+    params: int = 0  # count_params(module) as built, before any fusing
+
+
+def count_params(module: nn.Module) -> int:
+    """All parameters (trainable or not), as Ultralytics' model.info() counts them."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def compute_gflops(module: nn.Module, imgsz: tuple[int, int]) -> float | None:
+    """GFLOPs at the benchmark ``(h, w)`` by Ultralytics' own ``get_flops`` (thop), the number ``model.info()`` prints.
+
+    ``get_flops`` returns 0.0 whenever profiling fails; a 0 in a table would read as "free", so that becomes None
+    plus a ``GFLOPsWarning``.
+    """
+    from ultralytics.utils.torch_utils import get_flops
+
+    flops = get_flops(module, [int(imgsz[0]), int(imgsz[1])])
+    if not flops or not math.isfinite(flops) or flops <= 0:
+        warnings.warn(
+            f"GFLOPs unavailable for {type(module).__name__} at imgsz {tuple(imgsz)}: Ultralytics get_flops "
+            "(thop) failed; recording null",
+            GFLOPsWarning,
+            stacklevel=2,
+        )
+        return None
+    return float(flops)
+
+
+def prepare_for_inference(module: nn.Module, *, fuse: bool) -> tuple[nn.Module, bool]:
+    """Fuse Conv+BN in place for Ultralytics models (``model.fuse()``, as Ultralytics' predictor does).
+
+    Returns ``(module, fused)`` where ``fused`` says whether the module is fused now (a checkpoint saved fused
+    reports True even with ``fuse=False``). torchvision models are never fused. Count params before calling this.
+    """
+    fused = False
+    if is_ultralytics_model(module):
+        if fuse:
+            module = module.fuse(verbose=False)
+        fused = bool(module.is_fused())
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module, fused
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    module = module.to("cpu").float().eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def _build_ultralytics(spec: ModelConfig) -> dict[str, Any]:
+    if spec.weights:
+        module, path, sha, task = load_weights(spec.weights, spec.task)
+        out = {"module": module, "task": task, "random_init": False, "cfg": None, "weights": str(path), "weights_sha256": sha}
+    else:
+        module, cfg, task = build_from_yaml(spec.cfg, spec.task, spec.num_classes)
+        out = {"module": module, "task": task, "random_init": True, "cfg": cfg, "weights": None, "weights_sha256": None}
+    return {**out, **describe(module)}
+
+
+def _build_torchvision(spec: ModelConfig) -> dict[str, Any]:
+    # torchvision models here are classifiers whatever model.task says (its schema default is "detect").
+    if spec.weights:
+        module, path, sha = load_torchvision_weights(spec.cfg, spec.weights, spec.num_classes)
+        out = {"random_init": False, "weights": str(path), "weights_sha256": sha}
+    else:
+        module = build_torchvision(spec.cfg, spec.num_classes)
+        out = {"random_init": True, "weights": None, "weights_sha256": None}
+    return {**out, "module": module, "task": "classify", "cfg": spec.cfg, "num_classes": output_classes(module),
+            "class_names": None, "stride": None}
+
+
+def build_model(spec: ModelConfig) -> LoadedModel:
+    """Build (random init from ``cfg``) or load (``weights`` wins) the model a ``ModelConfig`` describes.
+
+    User mistakes (unknown YAML or factory, missing/foreign checkpoint, task mismatch) raise one-line ModelErrors.
+    """
+    if spec.kind not in MODEL_KINDS:
+        raise ModelError(f"model.kind must be one of {', '.join(MODEL_KINDS)}; got {spec.kind!r}")
+    if not spec.weights and not spec.cfg:
+        raise ModelError(f"model {spec.name!r} has neither model.cfg nor model.weights")
+    register_modules()
+    parts = _build_ultralytics(spec) if spec.kind == "ultralytics" else _build_torchvision(spec)
+    module = _freeze(parts.pop("module"))
+    return LoadedModel(module=module, name=spec.name, kind=spec.kind, params=count_params(module), **parts)

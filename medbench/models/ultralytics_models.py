@@ -1,0 +1,219 @@
+"""Ultralytics models: build one from a model YAML (random init) or load a trained ``.pt`` checkpoint.
+
+Checkpoints are read with ``torch.load`` here rather than Ultralytics' ``torch_safe_load``, because that one
+pip-installs any module a checkpoint names but the machine lacks — a benchmark must fail with one clear line
+instead (and runs offline). Every user-caused failure becomes a one-line ``ModelError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medbench.errors import ModelError
+from medbench.models.modules import register_modules
+
+CFG_DIR = Path(__file__).resolve().parent / "cfg"  # medbench's own model YAMLs (the ECA variants)
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_ultralytics() -> Iterator[None]:
+    """Mute Ultralytics' INFO lines while building: ClassificationModel prints a summary even with verbose=False."""
+    from ultralytics.utils import LOGGER
+
+    level = LOGGER.level
+    LOGGER.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(level)
+
+
+def _model_classes() -> dict[str, type[nn.Module]]:
+    """Ultralytics task → the model class that builds it from a YAML."""
+    from ultralytics.nn import tasks
+
+    return {
+        "detect": tasks.DetectionModel,
+        "segment": tasks.SegmentationModel,
+        "classify": tasks.ClassificationModel,
+        "pose": tasks.PoseModel,
+        "obb": tasks.OBBModel,
+    }
+
+
+def resolve_cfg(cfg: str) -> str:
+    """Where a model YAML lives: the path as given (relative to CWD), then medbench/models/cfg/, then Ultralytics.
+
+    Returns an absolute path for the first two; an Ultralytics name (``yolo11n.yaml``) is returned unchanged and
+    left to Ultralytics, which maps scaled names (``yolov8n-ghost.yaml``) to its unscaled files.
+    """
+    if "://" in cfg:
+        raise ModelError(f"model.cfg must be a local YAML or an Ultralytics model name, not a URL: {cfg}")
+    if Path(cfg).suffix.lower() not in YAML_SUFFIXES:
+        raise ModelError(f"model.cfg must be a model YAML, got {cfg!r} (a trained .pt goes in model.weights)")
+    given = Path(cfg).expanduser()
+    if given.is_file():
+        return str(given.resolve())
+    ours = CFG_DIR / cfg
+    if ours.is_file():
+        return str(ours)
+    return cfg
+
+
+def build_from_yaml(cfg: str, task: str, num_classes: int | None) -> tuple[nn.Module, str, str]:
+    """Random-init model from a YAML. Returns (model, cfg actually used, task of the YAML).
+
+    The model class follows the YAML's head (Detect → DetectionModel, ...); a head that disagrees with ``model.task``
+    is a config mistake and fails rather than being benchmarked under the wrong label.
+    """
+    from ultralytics.nn.tasks import guess_model_task, yaml_model_load
+
+    register_modules()
+    resolved = resolve_cfg(cfg)
+    try:
+        d = yaml_model_load(resolved)
+    except FileNotFoundError:
+        raise ModelError(
+            f"model cfg not found: {cfg} (looked in cwd {Path.cwd()}, in {CFG_DIR} and among Ultralytics' model YAMLs)"
+        ) from None
+    except Exception as e:  # unreadable YAML: the user's file
+        raise ModelError(f"cannot read model cfg {resolved} ({_first_line(e)})") from e
+    yaml_task = guess_model_task(d) or task  # None when the head is not one Ultralytics recognises
+    if task and yaml_task != task:
+        raise ModelError(f"model cfg {cfg} is a {yaml_task} model but model.task is {task} (set model.task={yaml_task})")
+    model_cls = _model_classes().get(yaml_task)
+    if model_cls is None:
+        raise ModelError(f"model cfg {cfg} is a {yaml_task} model; medbench builds {', '.join(_model_classes())}")
+    try:
+        with _quiet_ultralytics():
+            model = model_cls(d, nc=num_classes, verbose=False)
+    except KeyError as e:  # parse_model looks layer names up in ultralytics.nn.tasks' globals
+        raise ModelError(f"model cfg {resolved} names an unknown layer {e} (medbench adds only ECA)") from e
+    except Exception as e:
+        raise ModelError(f"cannot build model from {resolved} ({_first_line(e)})") from e
+    return model, resolved, yaml_task
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """sha256 of a file, streamed so large checkpoints need no extra memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_weights(weights: str) -> Path:
+    """Absolute path of an existing checkpoint file (``~`` expanded, relative paths from CWD)."""
+    p = Path(weights).expanduser()
+    p = p if p.is_absolute() else Path.cwd() / p
+    if not p.exists():
+        raise ModelError(f"weights file not found: {p} (cwd: {Path.cwd()})")
+    if not p.is_file():
+        raise ModelError(f"not a PyTorch checkpoint: {p} (it is a directory)")
+    return p
+
+
+_MISSING_ATTR = re.compile(r"Can't get attribute '([\w.<>]+)' on <module '([\w.]+)'")
+
+
+def torch_load(path: Path) -> Any:
+    """``torch.load`` a trusted user checkpoint on CPU, turning every unpickling failure into one ModelError line.
+
+    ``weights_only=False`` because Ultralytics checkpoints pickle whole modules. The legacy module aliases
+    Ultralytics applies (old ``ultralytics.yolo.*`` paths) are applied here too; nothing is ever installed.
+    """
+    from ultralytics.nn.tasks import temporary_modules
+
+    register_modules()
+    try:
+        with temporary_modules(
+            modules={
+                "ultralytics.yolo.utils": "ultralytics.utils",
+                "ultralytics.yolo.v8": "ultralytics.models.yolo",
+                "ultralytics.yolo.data": "ultralytics.data",
+            },
+            attributes={"pathlib.WindowsPath": "pathlib.PosixPath"},
+        ):
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as e:
+        raise _unknown_module(path, e.name or str(e)) from e
+    except AttributeError as e:  # the module exists but lacks the pickled class
+        m = _MISSING_ATTR.search(str(e))
+        raise _unknown_module(path, f"{m.group(2)}.{m.group(1)}" if m else str(e)) from e
+    except ImportError as e:
+        raise _unknown_module(path, e.name or str(e)) from e
+    except Exception as e:  # text file, foreign zip, truncated file, ...: not something torch.save wrote
+        raise ModelError(f"not a PyTorch checkpoint: {path} ({_first_line(e)})") from e
+
+
+def _unknown_module(path: Path, name: str) -> ModelError:
+    return ModelError(
+        f"checkpoint {path} needs module '{name}' which medbench does not know "
+        "(it cannot be imported here; install the package that defines it, or re-save the model with known layers)"
+    )
+
+
+def model_from_checkpoint(ckpt: Any, path: Path) -> nn.Module:
+    """The nn.Module inside a loaded checkpoint: Ultralytics' dict (``ema`` preferred, else ``model``) or a bare module."""
+    if isinstance(ckpt, torch.jit.ScriptModule):
+        raise ModelError(f"not a PyTorch checkpoint: {path} (a TorchScript archive; give the original .pt)")
+    if isinstance(ckpt, nn.Module):
+        return ckpt
+    if isinstance(ckpt, dict):
+        for key in ("ema", "model"):
+            if isinstance(ckpt.get(key), nn.Module):
+                return ckpt[key]
+        if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            raise ModelError(f"checkpoint {path} holds only a state_dict; medbench needs the pickled model (Ultralytics .pt)")
+        raise ModelError(f"checkpoint {path} has no model: a dict without an nn.Module under 'ema' or 'model'")
+    raise ModelError(f"not a PyTorch checkpoint: {path} (it holds a {type(ckpt).__name__}, not a model)")
+
+
+def load_weights(weights: str, task: str | None) -> tuple[nn.Module, Path, str, str]:
+    """Load a trained checkpoint. Returns (float32 model in eval mode, absolute path, sha256, task of the model)."""
+    from ultralytics.nn.tasks import guess_model_task
+
+    path = resolve_weights(weights)
+    model = model_from_checkpoint(torch_load(path), path).float().eval()  # trainer saves half: cast back
+    ckpt_task = guess_model_task(model)
+    if task and ckpt_task != task:
+        raise ModelError(f"checkpoint {path} is a {ckpt_task} model but model.task is {task}")
+    return model, path, file_sha256(path), ckpt_task
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """Class count, class names and max stride as an Ultralytics model records them (None where absent)."""
+    names = getattr(model, "names", None)
+    if isinstance(names, (list, tuple)):
+        names = dict(enumerate(names))
+    nc = getattr(model, "nc", None)
+    if nc is None and names:
+        nc = len(names)
+    stride = getattr(model, "stride", None)
+    if isinstance(stride, torch.Tensor):
+        stride = int(stride.max()) if stride.numel() else None
+    elif stride is not None:
+        stride = int(max(stride) if isinstance(stride, (list, tuple)) else stride)
+    return {"num_classes": int(nc) if nc is not None else None, "class_names": names, "stride": stride}
+
+
+def is_ultralytics_model(module: nn.Module) -> bool:
+    from ultralytics.nn.tasks import BaseModel
+
+    return isinstance(module, BaseModel)

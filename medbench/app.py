@@ -1,0 +1,110 @@
+"""``python -m medbench``: the Hydra entry point (one job per run, ``-m`` for sweeps).
+
+The task function turns the composed config into a ``Job``, runs it, writes ``result.json`` into
+Hydra's output directory (always, also on failure) and prints a one-screen summary. A failed single
+run exits 1 after its record is written; in a sweep a failed point is recorded and the sweep goes
+on. Errors a user can cause (bad overrides, unknown model, missing GPU) end in one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from medbench.errors import MedbenchError
+from medbench.report import one_line, summary_lines
+from medbench.result import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
+from medbench.schema import register_configs, to_job
+
+log = logging.getLogger("medbench")
+register_configs()
+
+
+class RunOutcome:
+    """What the task function leaves for ``main`` to turn into an exit status (in-process runs only)."""
+
+    single_run_failed = False
+
+
+def _config_failure(cfg: DictConfig, exc: Exception, overrides: list[str], choices: dict[str, Any]) -> dict[str, Any]:
+    """A failed record for a config that could not become a Job (values out of range)."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an unresolvable interpolation: keep the raw tree
+        config = OmegaConf.to_container(cfg, resolve=False)
+    return {
+        "schema_version": SCHEMA_VERSION, "status": "failed", "error": error_block(exc),
+        "metadata": {"model_name": OmegaConf.select(cfg, "model.name"), "timestamp": utc_now(),
+                     "overrides": overrides, "choices": choices, "config": config},
+        "model_complexity": None, "latency": None, "throughput": None, "memory": None, "cold_start": None,
+        "samples_ms": None, "noise": None, "stages": None, "warnings": [], "env": None,
+        "provenance": {**provenance(), "started_at": utc_now(), "ended_at": utc_now()},
+    }
+
+
+def run_from_config(cfg: DictConfig) -> dict[str, Any]:
+    """Compose → Job → record → ``result.json``; returns a small summary for Hydra's JobReturn."""
+    from medbench.runner import run_job  # torch and friends load here, not for --help
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    overrides = list(hc.overrides.task)
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    try:
+        job = to_job(cfg)
+    except MedbenchError as exc:
+        record = _config_failure(cfg, exc, overrides, choices)
+    else:
+        list_dir = Path(hc.sweep.dir) if multirun else run_dir
+        record = run_job(job, list_dir=list_dir, overrides=overrides, choices=choices)
+    path = write_json_atomic(run_dir / cfg.result_file, record)
+    if record["status"] == "ok":
+        for line in summary_lines(record, path):
+            log.info(line)
+    else:
+        log.error("medbench: error: %s  (%s error; record: %s)", record["error"]["message"], record["error"]["type"], path)
+        if "traceback" in record["error"]:
+            log.debug(record["error"]["traceback"])
+        # Returning (not raising) keeps Hydra from aborting a sweep and from printing its own error banner.
+        RunOutcome.single_run_failed = not multirun
+    return {"status": record["status"], "path": str(path)}
+
+
+@hydra.main(version_base="1.3", config_path="pkg://medbench.conf", config_name="config")
+def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
+    """Hydra's task function (see ``run_from_config``)."""
+    return run_from_config(cfg)
+
+
+def main() -> None:
+    """Console entry: run Hydra, and turn user errors into one line and a non-zero exit."""
+    show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we decide how errors look
+    from medbench.collate import CollateCallback
+
+    try:
+        hydra_entry()
+    except Exception as exc:
+        if show_traceback or not _is_user_error(exc):
+            raise
+        print(f"medbench: error: {one_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    if RunOutcome.single_run_failed or CollateCallback.failed_points:
+        sys.exit(1)
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """Errors of composition/overrides (Hydra, OmegaConf) and MedbenchErrors: no traceback for those."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    return isinstance(exc, (MedbenchError, HydraException, OmegaConfBaseException))

@@ -1,0 +1,54 @@
+"""Human-facing text: one-line errors and the one-screen summary of a run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+MAX_ERROR_CHARS = 400
+
+
+def one_line(exc: BaseException | str) -> str:
+    """Squash a (possibly multi-line) error message into one line, dropping OmegaConf's debug trailer.
+
+    Hydra's composition errors keep the useful half in ``__cause__`` ("Key 'x' not in 'RuntimeConfig'").
+    """
+    text = str(exc)
+    cause = getattr(exc, "__cause__", None)
+    if cause is not None and str(cause).strip():
+        text = f"{text}\n{str(cause).strip().splitlines()[0]}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not re.match(r"^(object_type|reference_type|full_key)=", ln)]
+    out = " ".join(lines) or type(exc).__name__
+    return out if len(out) <= MAX_ERROR_CHARS else out[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{unit}"
+
+
+def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
+    """The end-of-run summary: what was timed, the headline numbers, noise, where the JSON is."""
+    meta, cx, lat, thr = record["metadata"], record["model_complexity"], record["latency"], record["throughput"]
+    mem, cold, noise = record["memory"], record["cold_start"], record["noise"]
+    source = meta.get("weights") or f"{meta.get('cfg')}, random init"
+    lines = [
+        f"medbench · {meta['model_name']} ({source}) · {meta['device']} · {meta['precision']} · "
+        f"input {tuple(meta.get('input_shape') or ())} · scope {meta.get('scope')}",
+        f"  params {_fmt(cx['params_M'], '.3f')} M · GFLOPs {_fmt(cx['gflops'], '.2f')} · fused {cx['fused']}",
+        f"  latency/batch  mean {_fmt(lat['mean_ms'])}  p50 {_fmt(lat['p50_ms'])}  p95 {_fmt(lat['p95_ms'])}  "
+        f"p99 {_fmt(lat['p99_ms'])} ms  ({meta.get('samples')} iters after {meta['warmup']} warm-up)",
+        f"  throughput {_fmt(thr['fps_p50'], '.1f')} img/s (p50)"
+        + (f" · pipelined {_fmt(thr.get('fps_pipelined'), '.1f')} img/s" if thr.get("fps_pipelined") else ""),
+        "  memory " + (f"peak GPU {_fmt(mem['peak_gpu_mem_MB'], '.0f')} MB · " if mem.get("peak_gpu_mem_MB") else "")
+        + f"peak RSS {_fmt(mem.get('peak_rss_MB'), '.0f')} MB",
+        f"  cold start  load {_fmt(cold['model_load_ms'], '.0f')} ms · first forward {_fmt(cold['first_forward_ms'], '.0f')} ms",
+        f"  noise  IQR {_fmt(noise['iqr_over_median'] * 100 if noise['iqr_over_median'] is not None else None, '.1f')}% of median",
+    ]
+    if record.get("stages"):
+        stages = " · ".join(f"{k} {v['p50_ms']:.2f}" for k, v in record["stages"].items())
+        lines.append(f"  stages (p50 ms)  {stages}")
+    lines += [f"  warning: {w}" for w in record.get("warnings", [])]
+    lines.append(f"  result → {path}")
+    return lines

@@ -1,0 +1,197 @@
+"""The result record (SPEC §4): provenance capture, atomic JSON write and tolerant read.
+
+A record is a plain dict so that any tool can read it; ``SCHEMA_VERSION`` changes when a field
+changes meaning. Writes go to a temp file in the same directory and are renamed into place, so a
+reader never sees half a file, even if the writer is killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import traceback
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from medbench.errors import MedbenchError, ResultError
+
+SCHEMA_VERSION = 1
+RESULT_NAME = "result.json"
+
+
+def utc_now() -> str:
+    """UTC ISO-8601 timestamp with microseconds."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib_metadata.version(dist)
+    except importlib_metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=8)
+def git_state(directory: str) -> dict[str, Any]:
+    """Commit and dirty flag of the repository containing ``directory`` (nulls when it is none)."""
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"git_commit": None, "git_dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def gpu_env() -> dict[str, Any]:
+    """GPU name/count, CUDA/cuDNN versions and the driver (NVML when available)."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "driver": None,
+    }
+    if info["gpu_count"]:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            info["driver"] = driver.decode() if isinstance(driver, bytes) else driver
+        except Exception:  # NVML missing or unusable: the driver stays unknown, nothing else depends on it
+            pass
+    return info
+
+
+@lru_cache(maxsize=1)
+def _static_env() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "ultralytics": _version("ultralytics"),
+        "medbench": _version("medbench"),
+        "numpy": _version("numpy"),
+        **gpu_env(),
+    }
+
+
+def collect_env(cwd: str | None = None) -> dict[str, Any]:
+    """SPEC §4 ``env`` block: software, hardware and the git state of the working directory."""
+    cwd = cwd or os.getcwd()
+    return {**_static_env(), "torch_threads": _torch_threads(), **git_state(cwd)}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def provenance() -> dict[str, Any]:
+    """Where this run ran: host, pid, Slurm ids and the GPUs it was allowed to see."""
+    env = os.environ
+    return {
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "argv": sys.argv,
+        "slurm_job_id": env.get("SLURM_JOB_ID"),
+        "slurm_array_job_id": env.get("SLURM_ARRAY_JOB_ID"),
+        "slurm_array_task_id": env.get("SLURM_ARRAY_TASK_ID"),
+        "slurm_node": env.get("SLURMD_NODENAME"),
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def error_block(exc: BaseException) -> dict[str, Any]:
+    """SPEC §4 ``error``: a type word, the one-line message, and (for bugs) the traceback."""
+    name = type(exc).__name__
+    kind = "oom" if "OutOfMemory" in name else getattr(exc, "kind", None) if isinstance(exc, MedbenchError) else None
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    block = {"type": kind or name, "exception": name, "message": message}
+    if not isinstance(exc, MedbenchError):
+        block["traceback"] = "".join(traceback.format_exception(exc)).strip()
+    return block
+
+
+def finite(obj: Any) -> Any:
+    """Replace NaN/inf floats (not valid JSON) by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: Path | str, data: Any) -> Path:
+    """Write ``data`` as JSON to ``path`` via a temp file and ``os.replace`` (never half-written)."""
+    path = Path(path)
+    data = finite(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, allow_nan=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_result(path: Path | str) -> dict[str, Any]:
+    """Load a result JSON; a missing, truncated or foreign file raises a one-line ``ResultError``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ResultError(f"result file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultError(f"unreadable result file {path}: {exc}") from None
+    if not isinstance(data, dict) or "schema_version" not in data or "status" not in data:
+        raise ResultError(f"{path} is not a medbench result (no schema_version/status)")
+    return data

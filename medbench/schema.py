@@ -1,0 +1,197 @@
+"""Structured-config schemas (registered in Hydra's ConfigStore) and the validated, typed ``Job``.
+
+Hydra checks key names and scalar types against these dataclasses while composing (``batch=abc`` or a
+typo'd key fails before anything runs); ``to_job`` then checks values and ranges and turns the
+DictConfig into a frozen ``Job`` that the rest of medbench reads. This module must not import torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from medbench.errors import ConfigError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+SCOPES = ("forward", "end_to_end")
+MODEL_KINDS = ("ultralytics", "torchvision")
+INPUT_KINDS = ("synthetic", "assets", "folder", "dataset")
+
+
+@dataclass
+class ModelConfig:
+    """What to benchmark: an Ultralytics YAML (random init), a checkpoint, or a torchvision factory."""
+
+    name: str = MISSING  # the name in tables and JSON (the config's name, not the file's)
+    kind: str = "ultralytics"  # ultralytics | torchvision
+    cfg: Optional[str] = None  # model YAML (ultralytics) or factory name (torchvision); used when weights is null
+    weights: Optional[str] = None  # path to a trained .pt; when set it wins over cfg
+    task: str = "detect"  # detect | segment | classify | pose | obb
+    num_classes: Optional[int] = None  # classes for a random-init build (null: the YAML's / factory's default)
+    fuse: bool = True  # fuse Conv+BN before timing, as Ultralytics does for inference
+    default_imgsz: int = 640  # the model kind's natural input size; top-level imgsz defaults to it
+
+
+@dataclass
+class InputConfig:
+    """Where the timed images come from (SPEC §6)."""
+
+    kind: str = "synthetic"  # synthetic | assets | folder | dataset
+    path: Optional[str] = None  # folder: directory of images
+    data: Optional[str] = None  # dataset: YOLO data.yaml
+    split: str = "val"  # dataset: which split to draw from
+    size: int = 200  # dataset: how many images go into the benchmark list
+    reuse_list: bool = True  # dataset: reuse an existing benchmark_list.txt (same images for every model)
+    list_path: Optional[str] = None  # dataset: where benchmark_list.txt lives (null: beside the run/sweep dir)
+
+
+@dataclass
+class ItersConfig:
+    """How long to measure: warm-up is discarded; at least ``iters`` and at least ``min_time_s``."""
+
+    warmup: int = 50
+    iters: int = 300
+    min_time_s: float = 0.0  # keep timing past `iters` until this much timed time has passed
+    max_iters: Optional[int] = None  # cap for min_time_s (null: 10 x iters)
+    pipelined_iters: Optional[int] = None  # CUDA: forwards between one event pair (null: = iters)
+
+
+@dataclass
+class RuntimeConfig:
+    """Device-side settings; all recorded in the JSON and sweepable."""
+
+    precision: str = "fp32"  # fp32 | fp16 | bf16
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    tf32: bool = False
+    compile: Optional[str] = None  # null/off, or a torch.compile mode: default | reduce-overhead | max-autotune
+    cuda_graphs: bool = False
+    threads: Optional[int] = None  # torch intra-op threads on CPU (null: torch's default)
+
+
+@dataclass
+class Config:
+    """The whole composed config: top-level plain keys plus one node per group."""
+
+    device: str = "auto"
+    imgsz: Any = 640  # int or [h, w]
+    batch: int = 1
+    seed: int = 42
+    scope: str = "forward"  # forward | end_to_end
+    result_file: str = "result.json"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    iters: ItersConfig = field(default_factory=ItersConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def register_configs() -> None:
+    """Register the schema; config.yaml lists ``medbench_schema`` first in its defaults.
+
+    The top-level schema types every group node, so a group file with a typo'd key or a wrong type
+    fails at composition; the groups need no schema entries of their own (which would also show up
+    as bogus options in ``model=`` error messages).
+    """
+    ConfigStore.instance().store(name="medbench_schema", node=Config)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One validated benchmark job: plain, typed values only (no DictConfig beyond this point)."""
+
+    device: str
+    imgsz: tuple[int, int]
+    batch: int
+    seed: int
+    scope: str
+    model: ModelConfig
+    input: InputConfig
+    iters: ItersConfig
+    runtime: RuntimeConfig
+    result_file: str = "result.json"
+
+
+def parse_imgsz(value: Any) -> tuple[int, int]:
+    """``640`` → (640, 640); ``[480, 640]`` → (480, 640). Each side must be a positive int."""
+    if isinstance(value, (ListConfig, list, tuple)):
+        items = list(value)
+    else:
+        items = [value, value]
+    if len(items) != 2:
+        raise ConfigError(f"imgsz must be an int or [h, w], got {OmegaConf.to_container(value) if isinstance(value, ListConfig) else value!r}")
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int):
+            try:
+                item = int(str(item))
+            except ValueError:
+                raise ConfigError(f"imgsz must be a positive integer or [h, w], got {value!r}") from None
+        if item <= 0:
+            raise ConfigError(f"imgsz must be positive, got {item}")
+        out.append(item)
+    return out[0], out[1]
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return value
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> int:
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_keys(cfg: DictConfig, schema: type, prefix: str = "") -> None:
+    """Refuse keys the schema does not know (``+runtime.precison=…`` slips past Hydra's struct mode)."""
+    known = {f.name: f for f in fields(schema)}
+    for key in cfg.keys():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config key {prefix}{key}{hint}")
+        group_schema = known[key].default_factory
+        if is_dataclass(group_schema):
+            _check_keys(cfg[key], group_schema, f"{prefix}{key}.")
+
+
+def to_job(cfg: DictConfig) -> Job:
+    """Validate the composed config and freeze it into a ``Job`` (one ConfigError line on bad values)."""
+    _check_keys(cfg, Config)
+    model = OmegaConf.to_object(cfg.model)
+    inp = OmegaConf.to_object(cfg.input)
+    iters = OmegaConf.to_object(cfg.iters)
+    runtime = OmegaConf.to_object(cfg.runtime)
+    _choice("model.kind", model.kind, MODEL_KINDS)
+    if not model.weights and not model.cfg:
+        raise ConfigError(f"model {model.name!r} has neither model.cfg nor model.weights")
+    _choice("input.kind", inp.kind, INPUT_KINDS)
+    _positive("input.size", inp.size)
+    _positive("iters.iters", iters.iters)
+    _positive("iters.warmup", iters.warmup, minimum=0)
+    if iters.min_time_s < 0:
+        raise ConfigError(f"iters.min_time_s must be >= 0, got {iters.min_time_s}")
+    _choice("runtime.precision", runtime.precision, PRECISIONS)
+    if runtime.threads is not None:
+        _positive("runtime.threads", runtime.threads)
+    device = str(cfg.device).strip()
+    if not device:
+        raise ConfigError("device must not be empty (use auto, cpu, 0, cuda:0, mps)")
+    return Job(
+        device=device,
+        imgsz=parse_imgsz(cfg.imgsz),
+        batch=_positive("batch", int(cfg.batch)),
+        seed=int(cfg.seed),
+        scope=_choice("scope", cfg.scope, SCOPES),
+        model=model,
+        input=inp,
+        iters=iters,
+        runtime=runtime,
+        result_file=str(cfg.result_file),
+    )

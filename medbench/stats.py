@@ -1,0 +1,69 @@
+"""Statistics on raw per-iteration samples: pure functions, no I/O.
+
+Medians and percentiles are the headline (robust to the one-off stalls a shared machine produces);
+mean/std are kept because readers expect them. Noise is judged like torch.utils.benchmark: the IQR
+relative to the median, with a warning above 10% and a loud one above 25%.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+NOISE_WARN = 0.10  # IQR/median above this: the number is noisy
+NOISE_LOUD = 0.25  # above this: the number is not to be trusted
+
+
+def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
+    """SPEC §4 ``latency`` block (per batch, milliseconds)."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    if a.size == 0:
+        raise ValueError("no samples")
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {
+        "mean_ms": float(a.mean()),
+        "median_ms": float(p50),
+        "p50_ms": float(p50),
+        "p95_ms": float(p95),
+        "p99_ms": float(p99),
+        "std_ms": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+        "min_ms": float(a.min()),
+        "max_ms": float(a.max()),
+    }
+
+
+def fps(latency_ms: float | None, batch: int) -> float | None:
+    """Images per second for one batch taking ``latency_ms``."""
+    if latency_ms is None or latency_ms <= 0 or not math.isfinite(latency_ms):
+        return None
+    return 1000.0 / latency_ms * batch
+
+
+def throughput_stats(latency: dict[str, float], batch: int) -> dict[str, float | None]:
+    """SPEC §4 ``throughput`` block: images/s from mean and median latency."""
+    return {"fps_mean": fps(latency["mean_ms"], batch), "fps_p50": fps(latency["p50_ms"], batch)}
+
+
+def noise_stats(samples_ms: Sequence[float]) -> dict[str, object]:
+    """IQR, IQR/median and a warning string (None when quiet) that travels with the result."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    q1, median, q3 = np.percentile(a, [25, 50, 75])
+    iqr = float(q3 - q1)
+    ratio = iqr / median if median > 0 else float("inf")
+    warning = None
+    if ratio > NOISE_LOUD:
+        warning = f"VERY NOISY: IQR is {ratio:.0%} of the median (> {NOISE_LOUD:.0%}); do not trust small differences"
+    elif ratio > NOISE_WARN:
+        warning = f"noisy: IQR is {ratio:.0%} of the median (> {NOISE_WARN:.0%})"
+    if a.size < 10:
+        note = f"only {a.size} samples: percentiles are rough"
+        warning = f"{warning}; {note}" if warning else note
+    return {"iqr_ms": iqr, "iqr_over_median": float(ratio), "warning": warning}
+
+
+def summarize(samples_ms: Sequence[float], batch: int) -> dict[str, dict]:
+    """All derived blocks of a result from raw samples: latency, throughput and noise."""
+    latency = latency_stats(samples_ms)
+    return {"latency": latency, "throughput": throughput_stats(latency, batch), "noise": noise_stats(samples_ms)}

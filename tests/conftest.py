@@ -1,0 +1,68 @@
+"""Shared fixtures: real Hydra composition, real subprocess runs of the CLI, small real images."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+
+from medbench.schema import register_configs
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+HAS_CUDA = torch.cuda.is_available()
+# Small and fast enough for a 2-core CI machine, still a real YOLO forward pass.
+QUICK = ["iters=quick", "imgsz=64", "iters.warmup=1", "iters.iters=5"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip `gpu` tests without CUDA, with the reason shown."""
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (none visible to torch)")
+    for item in items:
+        if "gpu" in item.keywords and not HAS_CUDA:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def compose_cfg():
+    """Compose the shipped config tree with overrides, exactly as the CLI does (no run)."""
+    register_configs()
+
+    def _compose(*overrides: str, return_hydra_config: bool = False):
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="medbench.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_medbench(*args: str, cwd: Path, module: str = "medbench", timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> args...`` in a fresh interpreter, from ``cwd``."""
+    env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def medbench_cli(tmp_path: Path):
+    """Run the CLI in a temp working directory (outside the repo, as a new user would)."""
+
+    def _run(*args: str, module: str = "medbench", cwd: Path | None = None, timeout: float = 300):
+        return run_medbench(*args, cwd=cwd or tmp_path, module=module, timeout=timeout)
+
+    return _run
+
+
+def only_result(root: Path) -> tuple[Path, dict]:
+    """The single result.json below ``root`` and its content."""
+    found = sorted(root.rglob("result.json"))
+    assert len(found) == 1, found
+    return found[0], json.loads(found[0].read_text())

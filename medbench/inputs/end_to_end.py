@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
 from medbench.errors import InputError
 from medbench.inputs.images import letterbox, read_image, to_tensor
+from medbench.stats import latency_stats
 
 try:  # Ultralytics >= 8.3.x moved NMS into utils.nms
     from ultralytics.utils.nms import non_max_suppression
@@ -119,13 +119,6 @@ class EndToEndStep:
 
     def stage_stats(self) -> dict[str, dict[str, float]]:
         """{stage: {mean_ms, p50_ms, p95_ms}} over the recorded iterations (empty stages are left out)."""
-        out = {}
-        for name, samples in self.stage_ms.items():
-            if samples:
-                arr = np.asarray(samples, dtype=float)
-                out[name] = {
-                    "mean_ms": float(arr.mean()),
-                    "p50_ms": float(np.percentile(arr, 50)),
-                    "p95_ms": float(np.percentile(arr, 95)),
-                }
-        return out
+        keep = ("mean_ms", "p50_ms", "p95_ms")
+        return {name: {k: v for k, v in latency_stats(samples).items() if k in keep}
+                for name, samples in self.stage_ms.items() if samples}

@@ -1,0 +1,84 @@
+"""Harness overhead: medbench's timing engine vs a bare timing loop over the same model and tensor.
+
+Rounds are interleaved (bare, medbench, bare, medbench, ...) in one process so that machine noise
+hits both sides alike; the figure of merit is the ratio of medians (target: within 3% on CPU, 1% on
+GPU). A second part times a no-op callable to show the engine's fixed per-iteration cost.
+
+    python benchmarks/overhead.py                       # CPU, yolov8n at 320, 5 rounds x 30 iterations
+    python benchmarks/overhead.py --device 0 --imgsz 640 --rounds 10 --iters 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from medbench.devices import resolve_device  # noqa: E402
+from medbench.models import build_model, prepare_for_inference  # noqa: E402
+from medbench.schema import ModelConfig  # noqa: E402
+from medbench.timing import measure  # noqa: E402
+
+
+def bare_loop(fn, device: torch.device, n: int) -> list[float]:
+    """The reference: what anyone would write by hand (no medbench code)."""
+    out = []
+    if device.type == "cuda":
+        for _ in range(n):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize(device)
+            out.append(start.elapsed_time(end))
+        return out
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def interleaved(fn, device: torch.device, rounds: int, iters: int) -> tuple[list[float], list[float]]:
+    bare, engine = [], []
+    for _ in range(rounds):
+        bare += bare_loop(fn, device, iters)
+        engine += measure(fn, device=device, warmup=0, iters=iters).samples_ms
+    return bare, engine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", default="yolov8n.yaml")
+    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=30)
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    loaded = build_model(ModelConfig(name="overhead", cfg=args.model))
+    model, _ = prepare_for_inference(loaded.module, fuse=True)
+    model = model.to(device).eval()
+    x = torch.rand(1, 3, args.imgsz, args.imgsz, device=device)
+    print(f"device {device} · torch {torch.__version__} · {args.model} @ {args.imgsz} · "
+          f"{args.rounds} interleaved rounds x {args.iters} iterations · threads {torch.get_num_threads()}")
+    with torch.inference_mode():
+        bare_loop(lambda: model(x), device, 5)  # warm-up, shared by both sides
+        bare, engine = interleaved(lambda: model(x), device, args.rounds, args.iters)
+    mb, me = statistics.median(bare), statistics.median(engine)
+    print(f"model forward   bare median {mb:9.3f} ms   medbench median {me:9.3f} ms   ratio {me / mb:.4f}")
+
+    noop_bare, noop_engine = interleaved(lambda: None, torch.device("cpu"), args.rounds, 20000)
+    nb, ne = statistics.median(noop_bare) * 1e6, statistics.median(noop_engine) * 1e6
+    print(f"no-op callable  bare median {nb:9.1f} ns   medbench median {ne:9.1f} ns   "
+          f"(fixed cost per iteration: {ne - nb:+.1f} ns)")
+
+
+if __name__ == "__main__":
+    main()

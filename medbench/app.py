@@ -16,6 +16,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,6 +27,28 @@ from medbench.schema import register_configs, to_job
 
 log = logging.getLogger("medbench")
 register_configs()
+
+
+def register_launchers() -> None:
+    """Make ``launcher=isolated`` / ``hydra/launcher=slurm`` find medbench's submitit launchers.
+
+    Hydra instantiates launchers only from classes found by scanning the ``hydra_plugins`` package,
+    and that scan misses packages of an editable install; registering them by hand works for both
+    kinds of install. Without the ``slurm`` extra (hydra-submitit-launcher) there is nothing to do.
+    """
+    try:
+        from hydra_plugins.medbench_launcher import medbench_submitit
+    except ImportError:
+        return
+    if not medbench_submitit.AVAILABLE:
+        return
+    from hydra.core.plugins import Plugins
+
+    for launcher in (medbench_submitit.LocalLauncher, medbench_submitit.SlurmLauncher):
+        Plugins.instance().register(launcher)
+
+
+register_launchers()
 
 
 class RunOutcome:
@@ -85,6 +108,36 @@ def hydra_entry(cfg: DictConfig) -> dict[str, Any]:
     return run_from_config(cfg)
 
 
+class SweepDirCallback(Callback):
+    """Remembers the sweep dir when a multirun starts, for ``main``'s collation after a sweep that raised.
+
+    Resolved from the very config object the sweeper uses, so ``${now:...}`` gives the same directory.
+    """
+
+    sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        type(self).sweep_dir = Path(str(config.hydra.sweep.dir))
+
+
+def _collate_stopped_sweep(exc: BaseException) -> None:
+    """A sweep raised (a submitit job died under the plugin's own launcher, Ctrl-C, sbatch refused a job):
+    Hydra skipped its end-of-sweep callback, so write the tables of what is there, print them, say why, exit."""
+    from medbench.collate import CollateCallback
+
+    sweep_dir = SweepDirCallback.sweep_dir
+    if sweep_dir is None or not sweep_dir.is_dir() or not any(sweep_dir.rglob("overrides.yaml")):
+        return
+    try:
+        CollateCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}}))
+    except Exception as collate_exc:  # keep the sweep's own error the one that is reported
+        print(f"medbench: error: collating {sweep_dir} failed too: {one_line(collate_exc)}", file=sys.stderr)
+    what = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {one_line(exc)}"
+    print(f"medbench: error: the sweep {what}; tables of the points that ran are in {sweep_dir} "
+          f"(re-run the missing ones: python -m medbench.resume {sweep_dir})", file=sys.stderr)
+    sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
+
+
 def main() -> None:
     """Console entry: run Hydra, and turn user errors into one line and a non-zero exit."""
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
@@ -93,8 +146,11 @@ def main() -> None:
 
     try:
         hydra_entry()
-    except Exception as exc:
-        if show_traceback or not _is_user_error(exc):
+    except (Exception, KeyboardInterrupt) as exc:
+        if show_traceback and not isinstance(exc, KeyboardInterrupt):
+            raise
+        _collate_stopped_sweep(exc)  # exits when a sweep had started
+        if isinstance(exc, KeyboardInterrupt) or not _is_user_error(exc):
             raise
         print(f"medbench: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(2)

@@ -337,3 +337,22 @@ def test_end_to_end_classify_topk(tmp_path):
     values, indices = step.last_output
     assert values.shape == indices.shape == (2, 5)
     assert torch.all(values <= 1) and torch.all(values >= 0)
+
+
+def test_decoded_images_are_reused_until_the_file_changes(tmp_path):
+    """A sweep decodes each (image, imgsz) once; an edited image is decoded again."""
+    from medbench.inputs.images import DecodedCache
+
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), np.full((40, 60, 3), 7, np.uint8))
+    cache = DecodedCache(max_bytes=10**8)
+    first = cache.get(path, (32, 32))
+    assert cache.get(path, (32, 32)) is first and not first.flags.writeable
+    assert cache.get(path, (64, 64)).shape == (64, 64, 3)  # another size is another entry
+    cv2.imwrite(str(path), np.full((40, 60, 3), 200, np.uint8))
+    os.utime(path, ns=(first_ns := os.stat(path).st_mtime_ns + 10**9, first_ns))
+    again = cache.get(path, (32, 32))
+    assert again is not first and again[16, 16, 0] > first[16, 16, 0]
+    small = DecodedCache(max_bytes=first.nbytes)  # room for one image: the oldest goes first
+    small.get(path, (32, 32)), small.get(path, (64, 64))
+    assert len(small.items) == 1 and small.nbytes == 64 * 64 * 3

@@ -17,10 +17,13 @@ import torch
 
 from medbench import stats
 from medbench.devices import resolve_device
+from medbench.gpu_lock import exclusive_gpu
 from medbench.result import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
-from medbench.runtime import dtype_for, place_batch, place_model, runtime_settings
+from medbench.runtime import (CudaGraphStep, check_runtime, compile_module, dtype_for, place_batch, place_model,
+                              runtime_settings, time_compilation)
 from medbench.schema import Job
-from medbench.timing import measure, time_once
+from medbench.telemetry import Probe, empty_block
+from medbench.timing import Measurement, measure, time_once
 
 log = logging.getLogger("medbench")
 
@@ -45,19 +48,11 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         },
         "model_complexity": {"params": None, "params_M": None, "gflops": None, "fused": None},
         "latency": None, "throughput": None, "memory": None,
-        "cold_start": {"model_load_ms": None, "first_forward_ms": None},
-        "samples_ms": None, "noise": None, "stages": None, "warnings": [],
+        "cold_start": {"model_load_ms": None, "first_forward_ms": None, "compile_ms": None,
+                       "cuda_graph_capture_ms": None, "model_from_cache": None},
+        "samples_ms": None, "noise": None, "stages": None, "telemetry": empty_block(), "warnings": [],
         "env": None, "provenance": {**provenance(), "started_at": utc_now(), "ended_at": None},
     }
-
-
-def _forward_fn(module: torch.nn.Module, batches: list[torch.Tensor]) -> Callable[[], Any]:
-    """The timed call: one forward on the next input batch (cycling), nothing else."""
-    if len(batches) == 1:
-        x = batches[0]
-        return lambda: module(x)
-    cycle = itertools.cycle(batches)
-    return lambda: module(next(cycle))
 
 
 def _progress(done: int, planned: int, last_ms: float) -> None:
@@ -65,44 +60,111 @@ def _progress(done: int, planned: int, last_ms: float) -> None:
 
 
 def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
-    from medbench.inputs import build_inputs
-    from medbench.models import build_model, compute_gflops, count_params, prepare_for_inference
-
     meta = record["metadata"]
     device = resolve_device(job.device)
     meta["device"] = str(device)
     dtype = dtype_for(job.runtime.precision, device)
+    mode = check_runtime(job.runtime, device, job.scope)
     with runtime_settings(job.runtime, device) as applied:
         meta["runtime"].update(applied)
-        loaded, build_ms = time_once(lambda: build_model(job.model), torch.device("cpu"))
-        meta.update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
-                    weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
-        params = count_params(loaded.module)
-        gflops = compute_gflops(loaded.module, job.imgsz)
-        if gflops is None:
-            record["warnings"].append("GFLOPs could not be computed by Ultralytics' get_flops; reported as null")
-        module, fused = prepare_for_inference(loaded.module, fuse=job.model.fuse)
-        module, place_ms = time_once(lambda: place_model(module, device, dtype, job.runtime.channels_last), device)
-        record["model_complexity"] = {"params": params, "params_M": params / 1e6, "gflops": gflops, "fused": fused}
-        record["cold_start"]["model_load_ms"] = build_ms + place_ms
-
-        inputs = build_inputs(job.input, imgsz=job.imgsz, batch=job.batch, seed=job.seed, device=device,
-                              dtype=dtype, list_dir=list_dir, preload=job.scope == "forward")
-        record["warnings"].extend(inputs.warnings)
-        meta.update(benchmark_list=inputs.benchmark_list, benchmark_size=inputs.benchmark_size,
-                    benchmark_list_sha256=inputs.benchmark_list_sha256, input_shape=list(inputs.shape))
-        step, after_warmup = _make_step(job, module, inputs, device, dtype)
-
-        with torch.inference_mode():
-            _, record["cold_start"]["first_forward_ms"] = time_once(step, device)
-            log.info("timing %s on %s: %d warm-up + %d iterations, input %s",
-                     job.model.name, device, job.iters.warmup, job.iters.iters, tuple(inputs.shape))
-            m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
-                        min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
-                        pipelined_iters=job.iters.pipelined_iters, progress=_progress, after_warmup=after_warmup)
+        module = _load_model(record, job, device, dtype)
+        if mode is not None:
+            module = compile_module(module, mode)
+        inputs = _load_inputs(record, job, device, dtype, list_dir)
+        m = _timed_section(record, job, module, inputs, device, dtype, mode)
     _fill_measurement(record, m, job.batch)
+
+
+def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Build/load, count, fuse and place the model; ``model_load_ms`` = build (or copy from the process's
+    model cache, then ``model_from_cache`` is true) + move to the device."""
+    from medbench.models import MODELS, compute_gflops, count_params, prepare_for_inference
+
+    (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
+    record["cold_start"]["model_from_cache"] = cached  # a sweep's later points copy the model instead of building
+    record["metadata"].update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
+                              weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
+    params = count_params(loaded.module)
+    gflops = compute_gflops(loaded.module, job.imgsz)
+    if gflops is None:
+        record["warnings"].append("GFLOPs could not be computed by Ultralytics' get_flops; reported as null")
+    module, fused = prepare_for_inference(loaded.module, fuse=job.model.fuse)
+    module, place_ms = time_once(lambda: place_model(module, device, dtype, job.runtime.channels_last), device)
+    record["model_complexity"] = {"params": params, "params_M": params / 1e6, "gflops": gflops, "fused": fused}
+    record["cold_start"]["model_load_ms"] = build_ms + place_ms
+    first_param = next(module.parameters(), None)
+    record["metadata"]["model_dtype"] = _dtype_name(first_param.dtype if first_param is not None else dtype)
+    return module
+
+
+def _load_inputs(record: dict[str, Any], job: Job, device: torch.device, dtype: torch.dtype, list_dir: Path) -> Any:
+    """The input set (preloaded on the device for scope=forward) and its provenance in the record."""
+    from medbench.inputs import build_inputs
+
+    inputs = build_inputs(job.input, imgsz=job.imgsz, batch=job.batch, seed=job.seed, device=device,
+                          dtype=dtype, list_dir=list_dir, preload=job.scope == "forward")
+    record["warnings"].extend(inputs.warnings)
+    batches = getattr(inputs, "batches", None)
+    record["metadata"].update(benchmark_list=inputs.benchmark_list, benchmark_size=inputs.benchmark_size,
+                              benchmark_list_sha256=inputs.benchmark_list_sha256, input_shape=list(inputs.shape),
+                              input_dtype=_dtype_name(batches[0].dtype if batches else dtype))
+    return inputs
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, inputs: Any, device: torch.device,
+                   dtype: torch.dtype, mode: str | None) -> Measurement:
+    """Everything that runs the model, in one block: compile / CUDA graph capture, the first forward,
+    warm-up, the timed loop and the telemetry around it. (Exclusive use of the GPU wraps exactly this.)"""
+    cold = record["cold_start"]
+    probe = Probe(device)
+    with exclusive_gpu(device) as held, torch.inference_mode():
+        record["provenance"]["gpu_lock"] = None if held is None else {"key": held.key, "waited_s": held.waited_s}
+        step, after_warmup = _make_step(job, module, inputs, device, dtype)
+        step = _prepare(step, job, module, device, mode, cold)
+        _, cold["first_forward_ms"] = time_once(step, device)
+        log.info("timing %s on %s: %d warm-up + %d iterations, input %s",
+                 job.model.name, device, job.iters.warmup, job.iters.iters, tuple(inputs.shape))
+        m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
+                    min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
+                    pipelined_iters=job.iters.pipelined_iters, progress=_progress,
+                    after_warmup=_then(after_warmup, probe.start))
+        record["telemetry"] = probe.finish()
     if hasattr(step, "stage_stats"):
         record["stages"] = step.stage_stats()
+    return m
+
+
+def _prepare(step: Callable[[], Any], job: Job, module: torch.nn.Module, device: torch.device, mode: str | None,
+             cold: dict[str, Any]) -> Callable[[], Any]:
+    """One-off preparation of the step (compile, CUDA graph capture), timed into cold_start, not the samples."""
+    if mode is not None:  # torch.compile is lazy: the first call is the compilation
+        cold["compile_ms"] = time_compilation(step, device, mode)
+    if job.runtime.cuda_graphs:
+        batches = step.batches
+        step, cold["cuda_graph_capture_ms"] = time_once(lambda: CudaGraphStep(module, batches, device), device)
+    return step
+
+
+def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
+    """Call ``first`` (if any), then ``second``."""
+    if first is None:
+        return second
+    return lambda: (first(), second())[-1]
+
+
+class ForwardStep:
+    """The timed call for scope=forward: one forward on the next input batch (cycling), nothing else."""
+
+    def __init__(self, module: torch.nn.Module, batches: list[torch.Tensor]) -> None:
+        self.module, self.batches = module, batches
+        self._next = itertools.cycle(batches).__next__
+
+    def __call__(self) -> Any:
+        return self.module(self._next())
 
 
 def _make_step(job: Job, module: torch.nn.Module, inputs: Any, device: torch.device,
@@ -115,7 +177,7 @@ def _make_step(job: Job, module: torch.nn.Module, inputs: Any, device: torch.dev
                             task=job.model.task, channels_last=job.runtime.channels_last)
         return step, step.reset
     batches = [place_batch(b, job.runtime.channels_last) for b in inputs.batches]
-    return _forward_fn(module, batches), None
+    return ForwardStep(module, batches), None
 
 
 def _fill_measurement(record: dict[str, Any], m: Any, batch: int) -> None:
@@ -127,10 +189,28 @@ def _fill_measurement(record: dict[str, Any], m: Any, batch: int) -> None:
     record["noise"] = summary["noise"]
     if summary["noise"]["warning"]:
         record["warnings"].append(summary["noise"]["warning"])
-    record["memory"] = m.memory
+    record["memory"] = {**m.memory, **_nvml_memory(record["telemetry"])}
     record["samples_ms"] = m.samples_ms
     record["metadata"]["timer"] = m.timer
     record["metadata"]["samples"] = len(m.samples_ms)
+    record["warnings"].extend(_telemetry_warnings(record["telemetry"]))
+
+
+def _nvml_memory(telemetry: dict[str, Any]) -> dict[str, float | None]:
+    """NVML's view of device memory after the loop (whole device; this process where NVML shows pids)."""
+    after = telemetry.get("after") or {}
+    return {"nvml_used_MB": after.get("memory_used_MB"), "nvml_process_used_MB": after.get("process_used_MB")}
+
+
+def _telemetry_warnings(telemetry: dict[str, Any]) -> list[str]:
+    out = []
+    if telemetry.get("throttled"):
+        reasons = ", ".join(telemetry.get("throttle_reasons") or []) or "NVML violation counters"
+        out.append(f"GPU clocks were capped during the run ({reasons}): numbers are below what the GPU can do")
+    if telemetry.get("loaded"):
+        out.append(f"machine loaded: other processes kept {telemetry['other_cpu_cores']:.1f} of "
+                   f"{telemetry['cpu_cores']} cores busy during the timed loop")
+    return out
 
 
 def run_job(job: Job, *, list_dir: Path, overrides: list[str] | None = None,

@@ -1,21 +1,42 @@
-"""Device-side settings of a job: precision, memory format, threads, cuDNN/TF32 switches.
+"""Device-side settings of a job: precision, memory format, threads, cuDNN/TF32 switches,
+``torch.compile`` and CUDA graphs.
 
 Everything here is a setting the result records; ``runtime_settings`` restores the process-wide
 switches it changed in ``finally``, so jobs of one sweep run in the same process without leaking
 settings into each other.
+
+Two options change *what* is timed, and each has a one-off preparation cost that is reported in
+``cold_start`` and never inside the samples:
+
+- ``compile``: ``torch.compile(model, mode=...)`` compiles lazily, so the first call of the step is the
+  compilation (``compile_ms``); warm-up and timing run after it.
+- ``cuda_graphs``: the forward is captured once into a CUDA graph on a static input and the timed step
+  is ``graph.replay()`` (``cuda_graph_capture_ms`` = side-stream warm-up + capture). With more than one
+  input batch the step also copies the next batch into the static input (a device-to-device copy,
+  then part of every sample). Combined with ``compile`` it is refused: ``compile=reduce-overhead`` is
+  torch.compile's own CUDA-graph mode.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
-from medbench.errors import DeviceError
+from medbench.errors import ConfigError, DeviceError
 from medbench.schema import RuntimeConfig
+from medbench.timing import time_once
 
+log = logging.getLogger("medbench")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_COMPILE_OFF = {"", "off", "false", "no", "none", "null", "0"}  # YAML `compile: off` arrives as "False"
+_COMPILE_ON = {"true", "on", "yes", "1"}
+GRAPH_WARMUP_ITERS = 3  # eager forwards on a side stream before capture (lazy init, cuDNN autotune, anchors)
 
 
 def dtype_for(precision: str, device: torch.device) -> torch.dtype:
@@ -28,9 +49,38 @@ def dtype_for(precision: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def compile_mode(value: Any) -> str | None:
+    """``runtime.compile`` → a torch.compile mode, or None for eager (null/off/false)."""
+    if value is None or value is False:
+        return None
+    text = str(value).strip().lower()
+    if text in _COMPILE_OFF:
+        return None
+    if text in _COMPILE_ON:
+        return "default"
+    if text not in COMPILE_MODES:
+        raise ConfigError(f"runtime.compile must be null/off or one of {', '.join(COMPILE_MODES)}; got {value!r}")
+    return text
+
+
+def check_runtime(runtime: RuntimeConfig, device: torch.device, scope: str) -> str | None:
+    """Refuse combinations that cannot run, in one line, before anything is built; returns the compile mode."""
+    mode = compile_mode(runtime.compile)
+    if runtime.cuda_graphs:
+        if device.type != "cuda":
+            raise DeviceError(f"runtime.cuda_graphs needs a CUDA device (this job runs on {device})")
+        if scope != "forward":
+            raise ConfigError("runtime.cuda_graphs needs scope=forward (end_to_end runs host code between kernels)")
+        if mode is not None:
+            raise ConfigError("runtime.cuda_graphs cannot be combined with runtime.compile; "
+                              "use runtime.compile=reduce-overhead (torch.compile's own CUDA graphs) instead")
+    return mode
+
+
 @contextlib.contextmanager
 def runtime_settings(runtime: RuntimeConfig, device: torch.device) -> Iterator[dict]:
-    """Apply threads, cudnn.benchmark and TF32 for the duration of a job; yields what was applied."""
+    """Apply threads, cudnn.benchmark and TF32 (and make ``device`` the current CUDA device, so events
+    and graphs use its streams) for the duration of a job; yields what was applied."""
     saved = (torch.get_num_threads(), torch.backends.cudnn.benchmark,
              torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
@@ -39,7 +89,9 @@ def runtime_settings(runtime: RuntimeConfig, device: torch.device) -> Iterator[d
         torch.backends.cudnn.benchmark = runtime.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = runtime.tf32
         torch.backends.cudnn.allow_tf32 = runtime.tf32
-        yield {"threads": torch.get_num_threads(), "cudnn_benchmark": runtime.cudnn_benchmark, "tf32": runtime.tf32}
+        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            yield {"threads": torch.get_num_threads(), "cudnn_benchmark": runtime.cudnn_benchmark,
+                   "tf32": runtime.tf32, "compile": compile_mode(runtime.compile), "cuda_graphs": runtime.cuda_graphs}
     finally:
         torch.set_num_threads(saved[0])
         torch.backends.cudnn.benchmark = saved[1]
@@ -62,3 +114,69 @@ def place_model(module: torch.nn.Module, device: torch.device, dtype: torch.dtyp
 def place_batch(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """Give an input batch the memory format the model was given."""
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def compile_module(module: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``torch.compile`` the model (lazy: nothing compiles until the first call).
+
+    Dynamo's caches are reset first: in a sweep every job compiles afresh instead of piling up
+    recompilations until dynamo's cache limit silently falls back to eager.
+    """
+    torch._dynamo.reset()
+    try:
+        return torch.compile(module, mode=mode)
+    except Exception as exc:
+        raise DeviceError(f"torch.compile(mode={mode}) is not available here: {_first_line(exc)}") from exc
+
+
+def time_compilation(step: Callable[[], Any], device: torch.device, mode: str) -> float:
+    """Run the first call of a compiled step (= the compilation) and return its ms; one line if it fails."""
+    try:
+        _, ms = time_once(step, device)
+    except torch.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        log.debug("torch.compile failed", exc_info=True)
+        raise DeviceError(f"torch.compile(mode={mode}) failed on {device}: {_first_line(exc)}") from exc
+    return ms
+
+
+class CudaGraphStep:
+    """The timed step for ``runtime.cuda_graphs``: replay one captured forward on a static input.
+
+    Built following PyTorch's recipe (``torch.cuda.graphs``): a few eager forwards on a side stream
+    (lazy initialisation, cuDNN autotuning, the Detect head's anchors built on first sight of a shape),
+    then ``torch.cuda.graph`` captures one forward. Construct and call it under the same
+    ``torch.inference_mode()`` (the static tensors are inference tensors).
+    """
+
+    def __init__(self, module: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> None:
+        self.static_x = batches[0].clone()  # keeps the memory format (channels_last)
+        self._next = itertools.cycle(batches).__next__ if len(batches) > 1 else None
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(GRAPH_WARMUP_ITERS):
+                module(self.static_x)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(self.graph):
+                self.static_out = module(self.static_x)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            raise DeviceError(f"runtime.cuda_graphs: the forward cannot be captured as a CUDA graph: "
+                              f"{_first_line(exc)}") from exc
+        torch.cuda.synchronize(device)
+
+    def __call__(self) -> Any:
+        if self._next is not None:
+            self.static_x.copy_(self._next())
+        self.graph.replay()
+        return self.static_out

@@ -43,6 +43,15 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
+@pytest.fixture
+def tiny_classifier_yaml(tmp_path: Path) -> Path:
+    """An Ultralytics classify YAML of two convs: compiles and runs in seconds on a CPU."""
+    path = tmp_path / "tiny-cls.yaml"
+    path.write_text("nc: 10\nbackbone:\n  - [-1, 1, Conv, [8, 3, 2]]\n  - [-1, 1, Conv, [16, 3, 2]]\n"
+                    "head:\n  - [-1, 1, Classify, [nc]]\n")
+    return path
+
+
 def run_medbench(*args: str, cwd: Path, module: str = "medbench", timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``python -m <module> args...`` in a fresh interpreter, from ``cwd``."""
     env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}

@@ -101,12 +101,14 @@ def test_multirun_sweep_and_collate(medbench_cli, tmp_path):
     sweep = tmp_path / "sweep"
     results = sorted(sweep.rglob("result.json"))
     assert len(results) == 4
-    settings = set()
+    settings, cached = set(), []
     for path in results:
         rec = json.loads(path.read_text())
         assert rec["status"] == "ok" and (path.parent / ".hydra" / "overrides.yaml").exists()
         settings.add((rec["metadata"]["imgsz"], rec["metadata"]["batch"]))
+        cached.append(rec["cold_start"]["model_from_cache"])
     assert settings == {(64, 1), (64, 2), (96, 1), (96, 2)}
+    assert sorted(cached) == [False, True, True, True]  # one process: the model is built once, then copied
     table = pd.read_csv(sweep / "comparison.csv")  # written by the end-of-sweep callback
     assert len(table) == 4 and set(table["status"]) == {"ok"}
     out = tmp_path / "table.csv"

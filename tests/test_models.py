@@ -441,3 +441,26 @@ def test_warnings_module_untouched() -> None:
         warnings.simplefilter("always")
         compute_gflops(FixedSizeMLP(), (64, 64))
     assert len(caught) == 1 and issubclass(caught[0].category, GFLOPsWarning)
+
+
+def test_model_cache_hands_out_seeded_independent_copies():
+    """A sweep reuses a built model: same seed → same weights, each job gets its own module to fuse/cast."""
+    from medbench.models import ModelCache
+
+    cache = ModelCache(capacity=2)
+    spec = ModelConfig(name="baseline", cfg="yolov8n.yaml")
+    first, hit1 = cache.get(spec, seed=1)
+    second, hit2 = cache.get(ModelConfig(name="renamed", cfg="yolov8n.yaml"), seed=1)
+    assert (hit1, hit2) == (False, True)
+    assert second.name == "renamed" and second.module is not first.module
+    for a, b in zip(first.module.state_dict().values(), second.module.state_dict().values()):
+        assert torch.equal(a, b)
+    second.module.fuse(verbose=False)  # what a job does to its copy must not reach the cache
+    third, _ = cache.get(spec, seed=1)
+    assert not third.module.is_fused() and count_params(third.module) == 3_157_200
+    other, hit = cache.get(spec, seed=2)
+    assert not hit
+    w1, w2 = (next(iter(m.module.state_dict().values())) for m in (first, other))
+    assert not torch.equal(w1, w2)  # another seed, other random-init weights
+    cache.get(ModelConfig(name="ghost", cfg="yolov8n-ghost.yaml"), seed=1)
+    assert len(cache.models) == 2  # capacity: the least recently used build went out

@@ -7,9 +7,12 @@ because fusing folds BatchNorm parameters away. Nothing here times anything.
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import warnings
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -25,6 +28,8 @@ __all__ = [
     "ECA",
     "GFLOPsWarning",
     "LoadedModel",
+    "MODELS",
+    "ModelCache",
     "build_model",
     "compute_gflops",
     "count_params",
@@ -139,3 +144,46 @@ def build_model(spec: ModelConfig) -> LoadedModel:
     parts = _build_ultralytics(spec) if spec.kind == "ultralytics" else _build_torchvision(spec)
     module = _freeze(parts.pop("module"))
     return LoadedModel(module=module, name=spec.name, kind=spec.kind, params=count_params(module), **parts)
+
+
+class ModelCache:
+    """Models built in this process, handed out as deep copies: the points of a sweep that share a model
+    (other imgsz, batch, precision...) skip parsing the YAML or unpickling the checkpoint again.
+
+    A deep copy costs a fraction of a build and gives each job a pristine, unfused fp32 CPU module to fuse,
+    cast and move. Keyed by everything that shapes the module, including the init seed and the checkpoint's
+    mtime and size; least recently used out beyond ``capacity`` models.
+    """
+
+    def __init__(self, capacity: int = 4) -> None:
+        self.capacity = capacity
+        self.models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+
+    @staticmethod
+    def key(spec: ModelConfig, seed: int) -> tuple:
+        stat = None
+        if spec.weights:
+            try:
+                st = os.stat(os.path.expanduser(spec.weights))
+                stat = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                stat = None  # build_model reports the missing file
+        return (spec.kind, spec.cfg, spec.weights, spec.task, spec.num_classes, seed, stat, os.getcwd())
+
+    def get(self, spec: ModelConfig, seed: int) -> tuple[LoadedModel, bool]:
+        """``(model, from_cache)``: a fresh copy of the cached model, or a new build (seeded) that is cached."""
+        key = self.key(spec, seed)
+        if key in self.models:
+            self.models.move_to_end(key)
+            cached = self.models[key]
+            return replace(cached, name=spec.name, module=copy.deepcopy(cached.module)), True
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # random-init weights are the same in every run with this seed
+            loaded = build_model(spec)
+        self.models[key] = replace(loaded, module=copy.deepcopy(loaded.module))
+        while len(self.models) > self.capacity:
+            self.models.popitem(last=False)
+        return loaded, False
+
+
+MODELS = ModelCache()

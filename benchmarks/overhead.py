@@ -13,35 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import torch  # noqa: E402
+from gpu_fidelity import bare_loop, bare_model  # noqa: E402  (the independent reference loop, beside this file)
 
 from medbench.devices import resolve_device  # noqa: E402
-from medbench.models import build_model, prepare_for_inference  # noqa: E402
-from medbench.schema import ModelConfig  # noqa: E402
 from medbench.timing import measure  # noqa: E402
-
-
-def bare_loop(fn, device: torch.device, n: int) -> list[float]:
-    """The reference: what anyone would write by hand (no medbench code)."""
-    out = []
-    if device.type == "cuda":
-        for _ in range(n):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            out.append(start.elapsed_time(end))
-        return out
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-    return out
 
 
 def interleaved(fn, device: torch.device, rounds: int, iters: int) -> tuple[list[float], list[float]]:
@@ -62,9 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
-    loaded = build_model(ModelConfig(name="overhead", cfg=args.model))
-    model, _ = prepare_for_inference(loaded.module, fuse=True)
-    model = model.to(device).eval()
+    model = bare_model(args.model, device, torch.float32)
     x = torch.rand(1, 3, args.imgsz, args.imgsz, device=device)
     print(f"device {device} · torch {torch.__version__} · {args.model} @ {args.imgsz} · "
           f"{args.rounds} interleaved rounds x {args.iters} iterations · threads {torch.get_num_threads()}")

@@ -25,7 +25,8 @@ import torch
 
 from medbench import stats
 from medbench.devices import resolve_device
-from medbench.result import SCHEMA_VERSION, collect_env, error_block, finite, utc_now, write_json_atomic
+from medbench.errors import ResultError
+from medbench.result import SCHEMA_VERSION, collect_env, error_block, finite, read_json, utc_now, write_json_atomic
 from medbench.timing import Measurement, measure, time_once
 
 __all__ = [
@@ -451,17 +452,7 @@ class BenchmarkSuite:
 
 def load_suite(path: str | os.PathLike) -> dict[str, Any]:
     """Read a suite file; raises a one-line ``ResultError`` when it is missing, unreadable or not a suite."""
-    import json
-
-    from medbench.errors import ResultError
-
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultError(f"suite file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultError(f"unreadable suite file {path}: {exc}") from None
+    data = read_json(path, "suite")
     if not isinstance(data, dict) or data.get("kind") != SUITE_KIND or not isinstance(data.get("results"), list):
         raise ResultError(f"{path} is not a medbench suite file (kind != {SUITE_KIND!r})")
     return data

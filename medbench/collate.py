@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from medbench.errors import MedbenchError, ResultError
-from medbench.result import RESULT_NAME, read_result
+from medbench.result import RESULT_NAME, dig, read_result
 
 log = logging.getLogger("medbench")
 
@@ -85,14 +85,6 @@ class Collated:
     def failed(self) -> pd.DataFrame:
         return self.table[self.table["status"] != "ok"] if not self.table.empty else self.table
 
-
-def _dig(record: dict[str, Any], dotted: str) -> Any:
-    node: Any = record
-    for key in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
 
 
 # What a dead job's submitit/Slurm stderr log says about how it died: (pattern, error.type, message).
@@ -219,7 +211,7 @@ def _variants(records: list[dict[str, Any]]) -> list[str]:
     """What a sweep varied besides model and setting (e.g. ``runtime.channels_last=true``), per record."""
     parsed = []
     for r in records:
-        overrides = _dig(r, "metadata.overrides") or r.get("overrides") or []
+        overrides = dig(r, "metadata.overrides") or r.get("overrides") or []
         kv = dict(o.split("=", 1) for o in overrides if isinstance(o, str) and "=" in o)
         parsed.append({k.lstrip("+~"): v for k, v in kv.items() if not _NOT_VARIANT.match(k)})
     keys = sorted({k for kv in parsed for k in kv})
@@ -243,7 +235,7 @@ def _p5(samples: Any) -> float:
 
 def results_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per run (SPEC §7 first table), sorted by setting (numerically), ok runs by latency, then the rest."""
-    rows = [{col: _dig(r, path) for col, path in COLUMNS.items()}
+    rows = [{col: dig(r, path) for col, path in COLUMNS.items()}
             | {"latency_p5_ms": _p5(r.get("samples_ms")), "run_dir": r.get("run_dir")} for r in records]
     df = pd.DataFrame(rows, columns=[*COLUMNS, "latency_p5_ms", "run_dir"])
     if df.empty:

@@ -33,7 +33,7 @@ import yaml
 
 from medbench import stats
 from medbench.errors import MedbenchError, ResultError
-from medbench.result import write_json_atomic
+from medbench.result import dig, write_json_atomic
 
 DEFAULT_THRESHOLD = 5.0  # percent
 SUITE_KIND = "medbench-suite"
@@ -233,14 +233,6 @@ def _change_line(c: MetricChange) -> str:
 
 # --- loading --------------------------------------------------------------------------------------------------------
 
-def _dig(record: dict[str, Any], dotted: str) -> Any:
-    node: Any = record
-    for key in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
-
 
 def _number(v: Any) -> float | None:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
@@ -287,7 +279,7 @@ def _result_entry(rec: dict[str, Any], source: str) -> Entry:
     error = rec.get("error") or {}
     return Entry(key=key, label=label, kind="result", status=str(rec.get("status")),
                  error=f"{error.get('type')}: {error.get('message')}" if error else None,
-                 metrics={m.name: _number(_dig(rec, m.name)) for m in RESULT_METRICS}, samples_ms=samples,
+                 metrics={m.name: _number(dig(rec, m.name)) for m in RESULT_METRICS}, samples_ms=samples,
                  identity={"params": cx.get("params"), "GFLOPs": cx.get("gflops")}, env=rec.get("env") or {},
                  list_sha256=meta.get("benchmark_list_sha256"), source=source, timestamp=meta.get("timestamp"),
                  notes=[note] if note else [])
@@ -301,7 +293,7 @@ def _suite_entries(suite: dict[str, Any], source: str) -> list[Entry]:
         meta = item.get("metadata") or {}
         device = str(meta.get("device", ""))
         samples, note = _usable_samples(item.get("samples_ms"), item.get("latency"), [])
-        metrics = {m.name: _number(_dig(item, m.name)) for m in SUITE_METRICS}
+        metrics = {m.name: _number(dig(item, m.name)) for m in SUITE_METRICS}
         if item.get("latency"):
             metrics["duration"] = None  # total time depends on the iteration count; latency says it better
         error = item.get("error")

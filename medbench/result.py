@@ -68,26 +68,20 @@ def git_state(directory: str) -> dict[str, Any]:
 
 
 def gpu_env() -> dict[str, Any]:
-    """GPU name/count, CUDA/cuDNN versions and the driver (NVML when available)."""
+    """GPU name/UUID/count (device 0 as torch numbers it), CUDA/cuDNN versions and the driver (NVML)."""
     import torch
 
-    info: dict[str, Any] = {
+    from medbench.telemetry import nvml_driver_version, torch_uuid
+
+    has_cuda = torch.cuda.is_available()
+    return {
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "gpu_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "driver": None,
+        "gpu_count": torch.cuda.device_count() if has_cuda else 0,
+        "gpu_name": torch.cuda.get_device_name(0) if has_cuda else None,
+        "gpu_uuid": torch_uuid(0) if has_cuda else None,
+        "driver": nvml_driver_version() if has_cuda else None,
     }
-    if info["gpu_count"]:
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            driver = pynvml.nvmlSystemGetDriverVersion()
-            info["driver"] = driver.decode() if isinstance(driver, bytes) else driver
-        except Exception:  # NVML missing or unusable: the driver stays unknown, nothing else depends on it
-            pass
-    return info
 
 
 @lru_cache(maxsize=1)
@@ -183,15 +177,30 @@ def write_json_atomic(path: Path | str, data: Any) -> Path:
     return path
 
 
-def read_result(path: Path | str) -> dict[str, Any]:
-    """Load a result JSON; a missing, truncated or foreign file raises a one-line ``ResultError``."""
+def dig(record: Any, dotted: str) -> Any:
+    """``dig(rec, "latency.p50_ms")``: a nested value, or None where any level is missing."""
+    node: Any = record
+    for key in dotted.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def read_json(path: Path | str, what: str = "result") -> Any:
+    """Parse a JSON file; a missing or truncated file raises a one-line ``ResultError`` naming ``what``."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise ResultError(f"result file not found: {path}") from None
+        raise ResultError(f"{what} file not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultError(f"unreadable result file {path}: {exc}") from None
+        raise ResultError(f"unreadable {what} file {path}: {exc}") from None
+
+
+def read_result(path: Path | str) -> dict[str, Any]:
+    """Load a result JSON; a missing, truncated or foreign file raises a one-line ``ResultError``."""
+    data = read_json(path, "result")
     if not isinstance(data, dict) or "schema_version" not in data or "status" not in data:
         raise ResultError(f"{path} is not a medbench result (no schema_version/status)")
     return data

@@ -18,6 +18,7 @@ def one_line(exc: BaseException | str) -> str:
     cause = getattr(exc, "__cause__", None)
     if cause is not None and str(cause).strip():
         text = f"{text}\n{str(cause).strip().splitlines()[0]}"
+    text = text.split("Config search path:")[0]  # Hydra's list of config sources: noise for a user
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     lines = [ln for ln in lines if not re.match(r"^(object_type|reference_type|full_key)=", ln)]
     out = " ".join(lines) or type(exc).__name__

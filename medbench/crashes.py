@@ -1,0 +1,113 @@
+"""Runs that left no ``result.json``: what the collator can still say about them.
+
+A sweep point killed at its time limit, OOM-killed or segfaulted never wrote its record, but Hydra
+wrote ``.hydra/overrides.yaml`` (and ``config.yaml``) into its run dir and submitit kept the job's
+logs. ``crashed_record`` turns that into a record-shaped dict with ``status: crashed``, the setting,
+the submitit/Slurm job id and how the job died, so the tables list the point instead of losing it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+# What a dead job's submitit/Slurm stderr log says about how it died: (pattern, error.type, message).
+_DEATHS = [
+    (re.compile(r"DUE TO TIME LIMIT|time limit is near"), "timeout", "killed at its time limit"),
+    (re.compile(r"oom[-_ ]kill|Out Of Memory|OUT_OF_MEMORY|OutOfMemoryError", re.I), "oom", "killed: out of memory"),
+    (re.compile(r"DUE TO PREEMPTION"), "crash", "preempted"),
+    (re.compile(r"CANCELLED AT"), "crash", "cancelled"),
+    (re.compile(r"Segmentation fault|SIGSEGV|Fatal Python error|core dumped", re.I), "crash", "crashed (segfault)"),
+]
+_LOG_TAIL_BYTES = 20_000
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _submitit_job(run_dir: Path, root: Path) -> tuple[str | None, Path | None]:
+    """The submitit job id of a run (Hydra's ``hydra.job.id``) and its log folder ``.submitit/<id>``, if any."""
+    hydra_yaml = _read_yaml(run_dir / ".hydra" / "hydra.yaml") or {}
+    job_id = ((hydra_yaml.get("hydra") or {}).get("job") or {}).get("id") if isinstance(hydra_yaml, dict) else None
+    if job_id is None or str(job_id).startswith("job_id_for_") or str(job_id) == "???":  # the basic launcher's
+        return None, None
+    for folder in [run_dir, *run_dir.parents]:
+        candidate = folder / ".submitit" / str(job_id)
+        if candidate.is_dir():
+            return str(job_id), candidate
+        if folder == root or folder == folder.parent:
+            break
+    return str(job_id), None
+
+
+def _log_tail(folder: Path) -> str:
+    """The end of the job's stderr log(s) in its submitit folder (task 0 first)."""
+    texts = []
+    for path in sorted(folder.glob("*_log.err")) + sorted(folder.glob("*_log.out")):
+        try:
+            with path.open("rb") as fh:
+                fh.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
+                texts.append(fh.read().decode("utf-8", "replace"))
+        except OSError:
+            continue
+    return "\n".join(texts)
+
+
+def _death(tail: str) -> tuple[str, str] | None:
+    """(error.type, message) from a dead job's log tail; the matching log line is quoted."""
+    for pattern, kind, what in _DEATHS:
+        hits = [ln.strip() for ln in tail.splitlines() if pattern.search(ln)]
+        if hits:
+            return kind, f"{what}: {hits[-1][:200]}"
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if re.search(r"error|exception|killed|signal", ln, re.I)]
+    return ("crash", f"last log line: {(errors or lines)[-1][:200]}") if lines else None
+
+
+def crashed_record(run_dir: Path, root: Path | None = None) -> dict[str, Any]:
+    """A run dir with Hydra's overrides but no result.json: the job died before writing.
+
+    The setting comes from ``.hydra/config.yaml`` (else the overrides); how the job died from the end of
+    its submitit log (``.submitit/<job id>/*_log.err``: Slurm's "CANCELLED ... DUE TO TIME LIMIT", an OOM
+    kill, a segfault), with the Slurm/submitit job id, so the table says why and where to look.
+    """
+    overrides = _read_yaml(run_dir / ".hydra" / "overrides.yaml") or []
+    overrides = [str(o) for o in overrides] if isinstance(overrides, list) else []
+    values = dict(o.split("=", 1) for o in overrides if "=" in o)
+    config = _read_yaml(run_dir / ".hydra" / "config.yaml")
+    config = config if isinstance(config, dict) else {}
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    runtime = config.get("runtime") if isinstance(config.get("runtime"), dict) else {}
+    job_id, folder = _submitit_job(run_dir, root or run_dir.parent)
+    death = _death(_log_tail(folder)) if folder is not None else None
+    kind, message = death or ("crash", "killed, timed out or crashed")
+    where = f" (job {job_id}, log {folder})" if folder is not None else ""  # no submitit: Hydra's job number only
+    return {"status": "crashed", "error": {"type": kind, "message": f"no result.json: {message}{where}"},
+            "overrides": overrides, "run_dir": str(run_dir),
+            "provenance": {"submitit_job_id": job_id, "submitit_log_dir": str(folder) if folder else None,
+                           "slurm_job_id": job_id if folder is not None and _is_slurm(folder, str(job_id)) else None},
+            "metadata": {"model_name": _plain(model.get("name")) or values.get("model.name", values.get("model")),
+                         "imgsz": _plain(config.get("imgsz")) or values.get("imgsz"),
+                         "batch": _plain(config.get("batch")) or values.get("batch"),
+                         "device": _plain(config.get("device")) or values.get("device"),
+                         "precision": _plain(runtime.get("precision")) or values.get("runtime.precision"),
+                         "overrides": overrides}}
+
+
+def _plain(value: Any) -> Any:
+    """A value from an unresolved ``.hydra/config.yaml``: interpolations (``${...}``) count as unknown."""
+    return None if isinstance(value, str) and "${" in value else value
+
+
+def _is_slurm(folder: Path, job_id: str) -> bool:
+    """Whether submitit's job folder belongs to a Slurm job (its sbatch script is there or at the array's folder)."""
+    array = job_id.split("_")[0]
+    return (folder / f"{job_id}_submission.sh").exists() or (folder.parent / array / f"{array}_submission.sh").exists()

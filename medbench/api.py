@@ -26,7 +26,7 @@ import torch
 from medbench import stats
 from medbench.devices import resolve_device
 from medbench.errors import ResultError
-from medbench.result import SCHEMA_VERSION, collect_env, error_block, finite, read_json, utc_now, write_json_atomic
+from medbench.result import SCHEMA_VERSION, SUITE_KIND, collect_env, error_block, finite, read_json, utc_now, write_json_atomic
 from medbench.timing import Measurement, measure, time_once
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "load_suite",
 ]
 
-SUITE_KIND = "medbench-suite"
 
 
 # --- the result ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ verdict: with ``--fail-on-regression`` it is 1 when any regression is found; 2 f
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Iterable
@@ -32,57 +31,13 @@ import numpy as np
 import yaml
 
 from medbench import stats
+from medbench.entries import KNOWN_METRICS, RESULT_METRICS, SUITE_METRICS, Entry, MetricSpec, load_entries
 from medbench.errors import MedbenchError, ResultError
-from medbench.result import dig, write_json_atomic
+from medbench.result import write_json_atomic
 
 DEFAULT_THRESHOLD = 5.0  # percent
-SUITE_KIND = "medbench-suite"
 TEST_NAME = f"two-sided Mann-Whitney U on raw samples_ms, p < {stats.SIGNIFICANCE_ALPHA}"
-SAMPLES_TOLERANCE = 0.005  # recorded mean/median must agree with the samples within 0.5%, else samples are unused
 ENV_FIELDS = ("gpu_name", "cpu", "torch", "cuda")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A compared metric: its dotted name, which way is better, and whether the raw samples test it."""
-
-    name: str
-    lower_is_better: bool
-    sampled: bool  # derived from samples_ms (latency, FPS): a verdict also needs a significant U test
-
-
-RESULT_METRICS = (
-    MetricSpec("latency.mean_ms", True, True), MetricSpec("latency.p50_ms", True, True),
-    MetricSpec("latency.p95_ms", True, True), MetricSpec("latency.p99_ms", True, True),
-    MetricSpec("throughput.fps_mean", False, True), MetricSpec("throughput.fps_p50", False, True),
-    MetricSpec("throughput.fps_pipelined", False, False), MetricSpec("memory.peak_gpu_mem_MB", True, False),
-)
-SUITE_METRICS = (
-    MetricSpec("latency.mean_ms", True, True), MetricSpec("latency.p50_ms", True, True),
-    MetricSpec("latency.p95_ms", True, True), MetricSpec("latency.p99_ms", True, True),
-    MetricSpec("throughput", False, True), MetricSpec("memory_allocated", True, False),
-    MetricSpec("memory_reserved", True, False), MetricSpec("duration", True, False),
-)
-KNOWN_METRICS = sorted({m.name for m in RESULT_METRICS + SUITE_METRICS})
-
-
-@dataclass
-class Entry:
-    """One comparable measurement: a result record or one suite entry, reduced to what comparison needs."""
-
-    key: tuple[Any, ...]
-    label: str
-    kind: str  # "result" | "suite"
-    status: str
-    error: str | None
-    metrics: dict[str, float | None]
-    samples_ms: list[float] | None  # None when absent or when they do not match the recorded statistics
-    identity: dict[str, Any]  # must be equal on both sides (params, GFLOPs; suite batch size)
-    env: dict[str, Any]
-    list_sha256: str | None
-    source: str
-    timestamp: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -229,134 +184,6 @@ def _change_line(c: MetricChange) -> str:
     note = f"  ({c.note})" if c.note else ""
     return (f" {mark} {c.setting:<48} {c.metric:<26} {_fmt(c.baseline):>10} -> {_fmt(c.current):<10} "
             f"{delta:>8}  {p}{note}")
-
-
-# --- loading --------------------------------------------------------------------------------------------------------
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
-        return None
-    return float(v)
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    return a is None or b is None or abs(a - b) <= SAMPLES_TOLERANCE * max(abs(a), abs(b), 1e-12)
-
-
-def _usable_samples(samples: Any, latency: dict[str, Any] | None, fps: list[tuple[float | None, int]]) -> tuple[
-        list[float] | None, str | None]:
-    """The raw samples if they describe the recorded numbers; a hand-edited record makes them unusable."""
-    if not isinstance(samples, list) or not samples or not all(_number(s) is not None for s in samples):
-        return None, None
-    a = np.asarray(samples, dtype=np.float64)
-    mean, median = float(a.mean()), float(np.median(a))
-    lat = latency or {}
-    ok = _close(_number(lat.get("mean_ms")), mean) and _close(_number(lat.get("p50_ms", lat.get("median_ms"))), median)
-    for value, batch in fps:  # (recorded fps_mean, batch): must be 1000/mean*batch
-        ok = ok and _close(_number(value), 1000.0 / mean * batch if mean > 0 else None)
-    if not ok:
-        return None, "samples_ms do not match the recorded statistics (edited by hand?): judged by threshold only"
-    return [float(s) for s in a], None
-
-
-def _imgsz(v: Any) -> str:
-    return "x".join(map(str, v)) if isinstance(v, list) else str(v)
-
-
-def _result_entry(rec: dict[str, Any], source: str) -> Entry:
-    meta = rec.get("metadata") or {}
-    scope = meta.get("scope") or "forward"
-    key = ("result", str(meta.get("model_name")), _imgsz(meta.get("imgsz")), str(meta.get("batch")),
-           str(meta.get("device")), str(meta.get("precision")), scope)
-    label = (f"{meta.get('model_name')} imgsz={_imgsz(meta.get('imgsz'))} batch={meta.get('batch')} "
-             f"{meta.get('device')} {meta.get('precision')}" + ("" if scope == "forward" else f" {scope}"))
-    batch = meta.get("batch") if isinstance(meta.get("batch"), int) else 1
-    thr = rec.get("throughput") or {}
-    samples, note = _usable_samples(rec.get("samples_ms"), rec.get("latency"),
-                                    [(thr.get("fps_mean"), batch)] if thr.get("fps_mean") is not None else [])
-    cx = rec.get("model_complexity") or {}
-    error = rec.get("error") or {}
-    return Entry(key=key, label=label, kind="result", status=str(rec.get("status")),
-                 error=f"{error.get('type')}: {error.get('message')}" if error else None,
-                 metrics={m.name: _number(dig(rec, m.name)) for m in RESULT_METRICS}, samples_ms=samples,
-                 identity={"params": cx.get("params"), "GFLOPs": cx.get("gflops")}, env=rec.get("env") or {},
-                 list_sha256=meta.get("benchmark_list_sha256"), source=source, timestamp=meta.get("timestamp"),
-                 notes=[note] if note else [])
-
-
-def _suite_entries(suite: dict[str, Any], source: str) -> list[Entry]:
-    entries = []
-    for item in suite.get("results") or []:
-        if not isinstance(item, dict):
-            continue
-        meta = item.get("metadata") or {}
-        device = str(meta.get("device", ""))
-        samples, note = _usable_samples(item.get("samples_ms"), item.get("latency"), [])
-        metrics = {m.name: _number(dig(item, m.name)) for m in SUITE_METRICS}
-        if item.get("latency"):
-            metrics["duration"] = None  # total time depends on the iteration count; latency says it better
-        error = item.get("error")
-        entries.append(Entry(
-            key=("suite", str(item.get("name")), device), label=f"{item.get('name')} [{device or '?'}]", kind="suite",
-            status=str(item.get("status", "ok")), error=str(error) if error else None, metrics=metrics,
-            samples_ms=samples, identity={"batch_size": meta.get("batch_size"), "unit": meta.get("unit")},
-            env=suite.get("env") or {}, list_sha256=None, source=source, timestamp=suite.get("created"),
-            notes=[note] if note else []))
-    return entries
-
-
-def _entries_from_data(data: Any, source: str) -> list[Entry]:
-    if isinstance(data, dict) and data.get("kind") == SUITE_KIND:
-        return _suite_entries(data, source)
-    if isinstance(data, dict) and "schema_version" in data and "status" in data:
-        return [_result_entry(data, source)]
-    raise ResultError(f"{source} is neither a medbench result nor a medbench suite file")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultError(f"file not found: {path}") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultError(f"unreadable file {path}: {str(exc).splitlines()[0]}") from None
-
-
-def _load_directory(root: Path, warnings: list[str]) -> list[Entry]:
-    from medbench.collate import load_dir
-
-    found = load_dir(root)
-    entries = [_result_entry(r, r.get("run_dir", str(root))) for r in found.records]
-    entries += [_result_entry(r, r["run_dir"]) for r in found.crashed]
-    warnings += [f"skipped {p}: {why}" for p, why in found.broken]
-    if not found.records and not found.crashed:  # a directory of suite files (BenchmarkSuite output_dir)
-        for path in sorted(root.rglob("*.json")):
-            try:
-                data = _read_json(path)
-            except ResultError as exc:
-                warnings.append(f"skipped {exc}")
-                continue
-            if isinstance(data, dict) and data.get("kind") == SUITE_KIND:
-                entries += _suite_entries(data, str(path))
-    if not entries:
-        raise ResultError(f"no medbench results or suite files under {root}")
-    return entries
-
-
-def load_entries(source: str | Path | dict[str, Any], warnings: list[str] | None = None) -> list[Entry]:
-    """A result JSON, a directory of them, a suite file, or an in-memory record/suite dict → entries.
-
-    A missing or unreadable file raises ``ResultError`` (one line). Broken files inside a directory are skipped
-    and described in ``warnings`` (when given).
-    """
-    warnings = warnings if warnings is not None else []
-    if isinstance(source, dict):
-        return _entries_from_data(source, "<in-memory>")
-    path = Path(source)
-    if path.is_dir():
-        return _load_directory(path, warnings)
-    return _entries_from_data(_read_json(path), str(path))
 
 
 # --- judging --------------------------------------------------------------------------------------------------------

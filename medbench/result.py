@@ -26,6 +26,7 @@ from medbench.errors import MedbenchError, ResultError
 
 SCHEMA_VERSION = 1
 RESULT_NAME = "result.json"
+SUITE_KIND = "medbench-suite"  # the "kind" of a suite file written by medbench.api.BenchmarkSuite
 
 
 def utc_now() -> str:

@@ -1,7 +1,6 @@
 """`python -m medbench` as a user runs it: real Hydra, real Ultralytics, real subprocesses and files."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -78,13 +78,13 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
 def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """Build/load, count, fuse and place the model; ``model_load_ms`` = build (or copy from the process's
     model cache, then ``model_from_cache`` is true) + move to the device."""
-    from medbench.models import MODELS, compute_gflops, count_params, prepare_for_inference
+    from medbench.models import MODELS, compute_gflops, prepare_for_inference
 
     (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
     record["cold_start"]["model_from_cache"] = cached  # a sweep's later points copy the model instead of building
     record["metadata"].update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
                               weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
-    params = count_params(loaded.module)
+    params = loaded.params  # counted as built, before fusing folds BatchNorm away
     gflops = compute_gflops(loaded.module, job.imgsz)
     if gflops is None:
         record["warnings"].append("GFLOPs could not be computed by Ultralytics' get_flops; reported as null")

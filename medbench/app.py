@@ -75,6 +75,7 @@ def _config_failure(cfg: DictConfig, exc: Exception, overrides: list[str], choic
 
 def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Compose → Job → record → ``result.json``; returns a small summary for Hydra's JobReturn."""
+    from medbench.inputs.dataset import shared_list_dir
     from medbench.runner import run_job  # torch and friends load here, not for --help
 
     hc = HydraConfig.get()
@@ -87,7 +88,8 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     except MedbenchError as exc:
         record = _config_failure(cfg, exc, overrides, choices)
     else:
-        list_dir = Path(hc.sweep.dir) if multirun else run_dir
+        # A dataset's benchmark list is shared: by the points of a sweep, and by single runs made side by side.
+        list_dir = shared_list_dir(job.input, job.seed, Path(hc.sweep.dir) if multirun else run_dir.parent)
         record = run_job(job, list_dir=list_dir, overrides=overrides, choices=choices)
     path = write_json_atomic(run_dir / cfg.result_file, record)
     if record["status"] == "ok":

@@ -46,7 +46,7 @@ class InputConfig:
     split: str = "val"  # dataset: which split to draw from
     size: int = 200  # dataset: how many images go into the benchmark list
     reuse_list: bool = True  # dataset: reuse an existing benchmark_list.txt (same images for every model)
-    list_path: Optional[str] = None  # dataset: where benchmark_list.txt lives (null: beside the run/sweep dir)
+    list_path: Optional[str] = None  # dataset: where benchmark_list.txt lives (null: shared under the sweep/runs dir)
 
 
 @dataclass

@@ -141,3 +141,34 @@ def test_runs_from_any_directory_with_the_installed_configs(medbench_cli, tmp_pa
     assert proc.returncode == 0, proc.stderr
     _, rec = only_result(elsewhere / "outputs")
     assert rec["metadata"]["model_name"] == "ghost"
+
+
+@pytest.mark.slow
+def test_dataset_runs_share_one_benchmark_list(medbench_cli, tmp_path):
+    """Separate runs and the points of a sweep see the same images, from one list file each place."""
+    import cv2
+    import numpy as np
+
+    val = tmp_path / "ds" / "images" / "val"
+    val.mkdir(parents=True)
+    for i in range(12):
+        cv2.imwrite(str(val / f"im{i:02d}.jpg"), np.full((48 + i, 64, 3), 10 * i, np.uint8))
+    (tmp_path / "ds" / "data.yaml").write_text("path: .\nval: images/val\nnames: {0: thing}\n")
+    data = ["input=dataset", f"input.data={tmp_path / 'ds' / 'data.yaml'}", "input.size=5"]
+
+    records = []
+    for model in ("baseline", "ghost"):
+        assert medbench_cli(*QUICK, *data, f"model={model}").returncode == 0
+        records += [json.loads(p.read_text()) for p in (tmp_path / "outputs" / "runs").rglob("result.json")
+                    if json.loads(p.read_text())["metadata"]["model_name"] == model]
+    lists = {r["metadata"]["benchmark_list"] for r in records}
+    assert len(records) == 2 and len(lists) == 1  # the second run reused the first run's list
+    assert {r["metadata"]["benchmark_size"] for r in records} == {5}
+
+    proc = medbench_cli("-m", *QUICK, *data, "model=baseline,ghost", "hydra.sweep.dir=sweep")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    swept = [json.loads(p.read_text()) for p in (tmp_path / "sweep").rglob("result.json")]
+    assert len({r["metadata"]["benchmark_list"] for r in swept}) == 1
+    assert str(tmp_path / "sweep") in swept[0]["metadata"]["benchmark_list"]
+    shas = {r["metadata"]["benchmark_list_sha256"] for r in records + swept}
+    assert len(shas) == 1  # same data, size and seed: the same images everywhere

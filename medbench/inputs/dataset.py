@@ -11,6 +11,7 @@ Path rules follow Ultralytics (``check_det_dataset`` and ``BaseDataset.get_img_f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
@@ -23,6 +24,20 @@ from medbench.errors import InputError
 from medbench.inputs.images import absolute, is_image, list_bytes, list_images
 
 LIST_NAME = "benchmark_list.txt"
+
+
+def shared_list_dir(spec: Any, seed: int, base: str | os.PathLike) -> Path:
+    """Default home of a dataset's benchmark list under ``base`` (the sweep dir, or the dir holding single runs).
+
+    One folder per (data.yaml, split, size, seed): runs that must see the same images find and reuse one
+    file — the points of a sweep, and separate runs made later — while runs over other data, another size or
+    seed never pick it up. Other input kinds list no file: ``base`` is returned unchanged.
+    """
+    if spec.kind != "dataset" or not spec.data:
+        return Path(base)
+    data = absolute(spec.data)
+    tag = hashlib.sha256(str(data).encode()).hexdigest()[:8]
+    return Path(base) / "benchmark_lists" / f"{data.stem}-{spec.split}-n{spec.size}-seed{seed}-{tag}"
 
 
 def find_data_yaml(data: str | os.PathLike) -> Path:

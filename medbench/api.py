@@ -274,14 +274,12 @@ class _BatchPuller:
         self.loader, self.device, self.nominal = loader, device, nominal
         self.iterator: Iterator[Any] = iter(loader)
         self.sizes: list[int] = []
-        self.epochs = 1
 
     def __call__(self) -> Any:
         try:
             batch = next(self.iterator)
         except StopIteration:  # epoch boundary: included in this sample, as it is in training
             self.iterator = iter(self.loader)
-            self.epochs += 1
             batch = next(self.iterator)
         self.sizes.append(batch_length(batch) or self.nominal)
         return _to_device(batch, self.device) if self.device.type != "cpu" else batch

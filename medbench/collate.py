@@ -253,10 +253,8 @@ def _fmt_table(df: pd.DataFrame, fmt: str) -> str:
     for col in df.columns[df.dtypes == object]:  # None / NaN in text columns show as blanks
         df[col] = df[col].map(lambda v: "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else v)
     if fmt == "md":
-        if _has_tabulate():
-            blanked = df.astype(object).where(df.notna(), None)  # tabulate prints NaN as "nan", None as missingval
-            return blanked.to_markdown(index=False, floatfmt=".2f", missingval="")
-        return df.to_string(index=False)
+        blanked = df.astype(object).where(df.notna(), None)  # tabulate prints NaN as "nan", None as missingval
+        return blanked.to_markdown(index=False, floatfmt=".2f", missingval="")
     if fmt == "latex":
         return df.to_latex(index=False, float_format="%.2f", na_rep="")
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.max_colwidth", 60):
@@ -319,14 +317,6 @@ def render_report(c: Collated, fmt: str = "text") -> str:
     return "\n\n".join(out)
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def write_output(c: Collated, output: Path | str, fmt: str = "csv") -> list[Path]:
     """Write one output file; CSV holds the runs table and gets a ``<stem>_delta.csv`` sibling for Δ%."""
     output = Path(output)
@@ -350,13 +340,6 @@ def run_collation(root: Path | str, outputs: list[tuple[Path, str]], baseline: s
 
         written += write_plots(c.table, plot_dir, x=plot_x)
     return c, written
-
-
-def collate(root: Path | str, output: Path | str | None = None, fmt: str = "csv",
-            baseline: str | None = None) -> tuple[pd.DataFrame, Collection]:
-    """Load ``root``, build the table, write it to ``output`` (if given); return the runs table and what was read."""
-    c, _ = run_collation(root, [(Path(output), fmt)] if output is not None else [], baseline)
-    return c.table, c.found
 
 
 class CollateCallback(Callback):

@@ -78,7 +78,7 @@ SIGNIFICANCE_ALPHA = 0.01  # two-sided p below this: the change is real (asv use
 
 def _rank_average(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Ranks 1..n with ties given their average rank, and the size of every tie group."""
-    uniques, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
     ends = np.cumsum(counts)
     average = ends - (counts - 1) / 2.0  # rank of a group = mean of the positions it occupies
     return average[inverse], counts

@@ -30,12 +30,12 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from medbench.devices import resolve_device  # noqa: E402
+from medbench.run.devices import resolve_device  # noqa: E402
 from medbench.models import build_model, prepare_for_inference  # noqa: E402
-from medbench.result import gpu_env  # noqa: E402
-from medbench.runner import run_job  # noqa: E402
-from medbench.schema import InputConfig, ItersConfig, Job, ModelConfig, RuntimeConfig  # noqa: E402
-from medbench.timing import measure  # noqa: E402
+from medbench.results.store import gpu_env  # noqa: E402
+from medbench.run.runner import run_job  # noqa: E402
+from medbench.config.schema import InputConfig, ItersConfig, Job, ModelConfig, RuntimeConfig  # noqa: E402
+from medbench.run.timing import measure  # noqa: E402
 
 TARGET_ENGINE = 0.01  # part 1: |medbench / bare - 1|
 TARGET_REPEAT = 0.02  # part 2: |run B / run A - 1|

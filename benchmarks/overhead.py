@@ -19,8 +19,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 import torch  # noqa: E402
 from gpu_fidelity import bare_loop, bare_model  # noqa: E402  (the independent reference loop, beside this file)
 
-from medbench.devices import resolve_device  # noqa: E402
-from medbench.timing import measure  # noqa: E402
+from medbench.run.devices import resolve_device  # noqa: E402
+from medbench.run.timing import measure  # noqa: E402
 
 
 def interleaved(fn, device: torch.device, rounds: int, iters: int) -> tuple[list[float], list[float]]:

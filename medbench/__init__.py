@@ -17,10 +17,10 @@ __all__ = [
     "PerformanceBenchmark",
 ]
 
-_LAZY = {name: "medbench.api" for name in __all__}
+_LAZY = {name: "medbench.api.benchmarks" for name in __all__}
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time the names come from __getattr__
-    from medbench.api import BenchmarkResult, BenchmarkSuite, DataLoaderBenchmark, ModelBenchmark, PerformanceBenchmark
+    from medbench.api.benchmarks import BenchmarkResult, BenchmarkSuite, DataLoaderBenchmark, ModelBenchmark, PerformanceBenchmark
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
-from medbench.schema import register_configs
+from medbench.config.schema import register_configs
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 HAS_CUDA = torch.cuda.is_available()

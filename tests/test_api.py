@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from medbench import BenchmarkResult, BenchmarkSuite, DataLoaderBenchmark, ModelBenchmark, PerformanceBenchmark
-from medbench.api import SUITE_KIND, batch_length, load_suite
+from medbench.api.benchmarks import SUITE_KIND, batch_length, load_suite
 from medbench.errors import ResultError
 
 LATENCY_KEYS = {"mean_ms", "median_ms", "p50_ms", "p95_ms", "p99_ms", "std_ms", "min_ms", "max_ms"}
@@ -277,7 +277,7 @@ def _sleep_suite(tmp_path, delay_s: float, iters: int = 60) -> BenchmarkSuite:
 
 
 def test_suite_compared_with_itself_has_no_regression(tmp_path) -> None:
-    pytest.importorskip("medbench.compare", reason="medbench.compare (issue: compare and regression gate) not built yet")
+    pytest.importorskip("medbench.analysis.compare", reason="medbench.analysis.compare (issue: compare and regression gate) not built yet")
     suite = _sleep_suite(tmp_path, 0.001)
     suite.run_all()
     first = suite.save_results("a.json")
@@ -289,7 +289,7 @@ def test_suite_compared_with_itself_has_no_regression(tmp_path) -> None:
 
 
 def test_slowed_benchmark_is_caught_as_regression(tmp_path) -> None:
-    pytest.importorskip("medbench.compare", reason="medbench.compare (issue: compare and regression gate) not built yet")
+    pytest.importorskip("medbench.analysis.compare", reason="medbench.analysis.compare (issue: compare and regression gate) not built yet")
     baseline = _sleep_suite(tmp_path, 0.0)
     baseline.run_all()
     path = baseline.save_results("baseline.json")

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import QUICK, run_medbench
-from medbench.collate import Collated, Collection, build, comparison_warnings, delta_table, render_report, results_table
+from medbench.analysis.collate import Collated, Collection, build, comparison_warnings, delta_table, render_report, results_table
 
 GHOST_PARAMS, BASELINE_PARAMS = 1_865_316, 3_157_200
 

@@ -11,8 +11,8 @@ import pytest
 from scipy.stats import mannwhitneyu
 
 from conftest import QUICK, only_result, run_medbench
-from medbench import stats
-from medbench.compare import MetricSpec, compare_sources, judge_metric, load_entries, threshold_for
+from medbench.analysis import stats
+from medbench.analysis.compare import MetricSpec, compare_sources, judge_metric, load_entries, threshold_for
 from medbench.errors import ResultError
 
 

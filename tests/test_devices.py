@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from medbench.devices import resolve_device
+from medbench.run.devices import resolve_device
 from medbench.errors import DeviceError
 
 from conftest import HAS_CUDA

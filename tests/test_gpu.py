@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import QUICK, only_result
-from medbench import telemetry
-from medbench.runner import run_job
-from medbench.runtime import CudaGraphStep
-from medbench.schema import to_job
+from medbench.run import telemetry
+from medbench.run.runner import run_job
+from medbench.run.runtime import CudaGraphStep
+from medbench.config.schema import to_job
 
 pytestmark = pytest.mark.gpu
 

@@ -23,7 +23,7 @@ from medbench.errors import InputError
 from medbench.inputs import STAGES, EndToEndStep, InputSet, build_inputs
 from medbench.inputs.dataset import split_images, write_list
 from medbench.inputs.images import batch_indices, letterbox, list_sha256, to_tensor
-from medbench.schema import InputConfig
+from medbench.config.schema import InputConfig
 
 CPU = torch.device("cpu")
 F32 = torch.float32

@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 import torch
 
-from medbench.collate import load_dir
-from medbench.gpu_lock import exclusive_gpu, exclusive_lock
-from medbench.resume import points_to_rerun, rerun_command
+from medbench.analysis.collate import load_dir
+from medbench.run.gpu_lock import exclusive_gpu, exclusive_lock
+from medbench.cli.resume import points_to_rerun, rerun_command
 from conftest import QUICK
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_default_launcher_is_untouched(compose_cfg):
 _HOLDER = textwrap.dedent("""
     import json, logging, sys, time
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from medbench.gpu_lock import exclusive_lock
+    from medbench.run.gpu_lock import exclusive_lock
     with exclusive_lock(sys.argv[1], sys.argv[2]) as held:
         start = time.time(); time.sleep(float(sys.argv[3])); end = time.time()
     print(json.dumps({"start": start, "end": end, "waited": held.waited_s}))

@@ -34,7 +34,7 @@ from medbench.models import (
     register_modules,
 )
 from medbench.models.modules import eca_kernel_size
-from medbench.schema import ModelConfig
+from medbench.config.schema import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_MODEL = REPO / "conf" / "model"
@@ -217,7 +217,7 @@ def test_eca_checkpoint_round_trip_in_fresh_process(eca_checkpoint, tmp_path: Pa
         import torch
         torch.set_num_threads(1)
         from medbench.models import build_model
-        from medbench.schema import ModelConfig
+        from medbench.config.schema import ModelConfig
         lm = build_model(ModelConfig(name="eca", weights={str(path)!r}, task="detect"))
         x = torch.load({str(tmp_path / "x.pt")!r})
         with torch.inference_mode():

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from medbench.errors import DeviceError, ResultError
-from medbench.result import collect_env, error_block, read_result, write_json_atomic
+from medbench.results.store import collect_env, error_block, read_result, write_json_atomic
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import QUICK, only_result
-from medbench import telemetry
+from medbench.run import telemetry
 from medbench.errors import ConfigError, DeviceError
-from medbench.runner import _telemetry_warnings, run_job
-from medbench.runtime import check_runtime, compile_mode, runtime_settings
-from medbench.schema import RuntimeConfig, to_job
+from medbench.run.runner import _telemetry_warnings, run_job
+from medbench.run.runtime import check_runtime, compile_mode, runtime_settings
+from medbench.config.schema import RuntimeConfig, to_job
 
 def cli_record(medbench_cli, tmp_path, *overrides: str) -> dict:
     proc = medbench_cli(*QUICK, "device=cpu", *overrides)

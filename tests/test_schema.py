@@ -4,7 +4,7 @@ import pytest
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from medbench.errors import ConfigError
-from medbench.schema import Job, parse_imgsz, to_job
+from medbench.config.schema import Job, parse_imgsz, to_job
 
 
 def test_default_config_composes_to_the_default_job(compose_cfg):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from medbench import stats
+from medbench.analysis import stats
 
 
 def test_latency_stats_match_numpy():

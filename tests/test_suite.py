@@ -1,4 +1,4 @@
-"""Built-in suites (python -m medbench.suite) and performance targets (medbench.targets)."""
+"""Built-in suites (python -m medbench.suite) and performance targets (medbench.analysis.targets)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import run_medbench
-from medbench.api import SUITE_KIND, BenchmarkResult, BenchmarkSuite, load_suite
+from medbench.api.benchmarks import SUITE_KIND, BenchmarkResult, BenchmarkSuite, load_suite
 from medbench.errors import ConfigError, ResultError
-from medbench.suite import (CachedDataset, ImageFileDataset, Settings, add_data, add_model, decode, preprocess_ops,
+from medbench.api.suite import (CachedDataset, ImageFileDataset, Settings, add_data, add_model, decode, preprocess_ops,
                             render_table, write_images)
-from medbench.targets import (MET, MISSED, NOT_MEASURED, Target, check_targets, device_type, load_targets,
+from medbench.analysis.targets import (MET, MISSED, NOT_MEASURED, Target, check_targets, device_type, load_targets,
                               parse_targets, render_report)
 
 TINY = Settings(quick=True, device="cpu", data_batches=4, data_batch_size=4, preprocess_iters=5,
@@ -106,7 +106,7 @@ def test_suite_cli_rejects_unknown_suite(tmp_path: Path) -> None:
 
 
 def test_suite_file_compares_with_itself(tmp_path: Path) -> None:
-    compare = pytest.importorskip("medbench.compare", reason="medbench.compare not built yet")
+    compare = pytest.importorskip("medbench.analysis.compare", reason="medbench.analysis.compare not built yet")
     suite = BenchmarkSuite("self", output_dir=tmp_path, warmup_iterations=1, test_iterations=30)
     suite.add_benchmark("spin", lambda: sum(range(1000)))
     suite.run_all()
@@ -202,7 +202,7 @@ def test_targets_on_a_sweep_directory(tmp_path: Path) -> None:
 
 
 def test_targets_cli_exit_codes(tmp_path: Path) -> None:
-    from medbench.targets import main
+    from medbench.analysis.targets import main
 
     suite_file = tmp_path / "suite.json"
     suite_file.write_text(json.dumps(HAND_MADE))

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from medbench.timing import measure, peak_rss_mb, time_once
+from medbench.run.timing import measure, peak_rss_mb, time_once
 
 
 class Counter:
@@ -51,7 +51,7 @@ def test_cpu_memory_block():
 
 
 def test_progress_reports_on_long_loops(monkeypatch):
-    import medbench.timing as timing
+    import medbench.run.timing as timing
 
     monkeypatch.setattr(timing, "PROGRESS_EVERY_S", 0.0)
     seen = []

@@ -18,7 +18,7 @@ from medbench.inputs.dataset import LIST_NAME, benchmark_list
 from medbench.inputs.end_to_end import STAGES, EndToEndStep
 from medbench.inputs.images import absolute, list_images, list_sha256, load_batches
 from medbench.inputs.synthetic import synthetic_batch
-from medbench.schema import InputConfig
+from medbench.config.schema import InputConfig
 
 __all__ = ["InputSet", "build_inputs", "list_input_images", "EndToEndStep", "STAGES", "assets_dir"]
 

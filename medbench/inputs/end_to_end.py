@@ -15,7 +15,7 @@ import torch
 
 from medbench.errors import InputError
 from medbench.inputs.images import letterbox, read_image, to_tensor
-from medbench.stats import latency_stats
+from medbench.analysis.stats import latency_stats
 
 try:  # Ultralytics >= 8.3.x moved NMS into utils.nms
     from ultralytics.utils.nms import non_max_suppression

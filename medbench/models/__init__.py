@@ -22,7 +22,7 @@ from medbench.errors import ModelError
 from medbench.models.modules import ECA, register_modules
 from medbench.models.torchvision_models import build_torchvision, load_torchvision_weights, output_classes
 from medbench.models.ultralytics_models import build_from_yaml, describe, is_ultralytics_model, load_weights
-from medbench.schema import MODEL_KINDS, ModelConfig
+from medbench.config.schema import MODEL_KINDS, ModelConfig
 
 __all__ = [
     "ECA",

@@ -1,9 +1,9 @@
 """The Python API (SPEC §9): benchmark any callable, ``nn.Module`` or ``DataLoader`` from code, and group
 benchmarks into a suite that is saved as one JSON file and compared like CLI results.
 
-Nothing here times or summarises anything itself: every timed loop is ``medbench.timing.measure`` (warm-up,
+Nothing here times or summarises anything itself: every timed loop is ``medbench.run.timing.measure`` (warm-up,
 ``perf_counter`` or CUDA event pairs with a synchronize, peak-memory reset) and every statistic comes from
-``medbench.stats.summarize``, exactly as in the CLI runner. What this module adds is the bookkeeping around the
+``medbench.analysis.stats.summarize``, exactly as in the CLI runner. What this module adds is the bookkeeping around the
 engine: how many *items* one call handles (1 for a callable, the batch for a model, the real size of each batch
 for a loader), so that ``throughput = items / duration`` with ``duration`` the total timed seconds.
 
@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
-from medbench import stats
-from medbench.devices import resolve_device
+from medbench.analysis import stats
+from medbench.run.devices import resolve_device
 from medbench.errors import ResultError
-from medbench.result import SCHEMA_VERSION, SUITE_KIND, collect_env, error_block, finite, read_json, utc_now, write_json_atomic
-from medbench.timing import Measurement, measure, time_once
+from medbench.results.store import SCHEMA_VERSION, SUITE_KIND, collect_env, error_block, finite, read_json, utc_now, write_json_atomic
+from medbench.run.timing import Measurement, measure, time_once
 
 __all__ = [
     "BenchmarkResult",
@@ -431,10 +431,10 @@ class BenchmarkSuite:
 
     def compare_with(self, baseline_file: str | os.PathLike, thresholds: dict[str, float] | None = None,
                      default_threshold: float = 5.0) -> Any:
-        """Compare these results (current) with a baseline file by ``medbench.compare`` — the same verdicts as
+        """Compare these results (current) with a baseline file by ``medbench.analysis.compare`` — the same verdicts as
         ``python -m medbench.compare``. A relative path not found from the working directory is looked up in
         ``output_dir``. Returns its ``ComparisonReport`` (``.has_regressions``, ``.regressions``, ``.render()``)."""
-        from medbench.compare import compare_sources
+        from medbench.analysis.compare import compare_sources
 
         path = Path(baseline_file)
         if not path.exists() and not path.is_absolute() and (self.output_dir / path).exists():

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from medbench.devices import synchronize
+from medbench.run.devices import synchronize
 
 ProgressFn = Callable[[int, int, float], None]  # (done, planned, last_sample_ms)
 PROGRESS_EVERY_S = 2.0

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medbench.errors import ResultError
-from medbench.result import SUITE_KIND, dig, read_json
+from medbench.results.store import SUITE_KIND, dig, read_json
 
 SAMPLES_TOLERANCE = 0.005  # recorded mean/median must agree with the samples within 0.5%, else samples are unused
 
@@ -145,7 +145,7 @@ def _entries_from_data(data: Any, source: str) -> list[Entry]:
 
 
 def _load_directory(root: Path, warnings: list[str]) -> list[Entry]:
-    from medbench.collate import load_dir
+    from medbench.analysis.collate import load_dir
 
     found = load_dir(root)
     entries = [_result_entry(r, r.get("run_dir", str(root))) for r in found.records]

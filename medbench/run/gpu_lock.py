@@ -111,7 +111,7 @@ def gpu_lock_key(device: Any) -> str | None:
 
 def _gpu_uuid(index: int) -> str | None:
     try:
-        from medbench.telemetry import torch_uuid
+        from medbench.run.telemetry import torch_uuid
 
         return torch_uuid(index)
     except Exception:  # an old torch without .uuid, no telemetry module: fall back to the index

@@ -26,7 +26,7 @@ from medbench.errors import MedbenchError, ResultError
 
 SCHEMA_VERSION = 1
 RESULT_NAME = "result.json"
-SUITE_KIND = "medbench-suite"  # the "kind" of a suite file written by medbench.api.BenchmarkSuite
+SUITE_KIND = "medbench-suite"  # the "kind" of a suite file written by medbench.api.benchmarks.BenchmarkSuite
 
 
 def utc_now() -> str:
@@ -72,7 +72,7 @@ def gpu_env() -> dict[str, Any]:
     """GPU name/UUID/count (device 0 as torch numbers it), CUDA/cuDNN versions and the driver (NVML)."""
     import torch
 
-    from medbench.telemetry import nvml_driver_version, torch_uuid
+    from medbench.run.telemetry import nvml_driver_version, torch_uuid
 
     has_cuda = torch.cuda.is_available()
     return {

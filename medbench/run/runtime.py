@@ -28,8 +28,8 @@ from typing import Any
 import torch
 
 from medbench.errors import ConfigError, DeviceError
-from medbench.schema import RuntimeConfig
-from medbench.timing import time_once
+from medbench.config.schema import RuntimeConfig
+from medbench.run.timing import time_once
 
 log = logging.getLogger("medbench")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}

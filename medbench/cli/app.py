@@ -21,9 +21,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from medbench.errors import MedbenchError
-from medbench.report import one_line, summary_lines
-from medbench.result import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
-from medbench.schema import register_configs, to_job
+from medbench.cli.report import one_line, summary_lines
+from medbench.results.store import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
+from medbench.config.schema import register_configs, to_job
 
 log = logging.getLogger("medbench")
 register_configs()
@@ -76,7 +76,7 @@ def _config_failure(cfg: DictConfig, exc: Exception, overrides: list[str], choic
 def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     """Compose → Job → record → ``result.json``; returns a small summary for Hydra's JobReturn."""
     from medbench.inputs.dataset import shared_list_dir
-    from medbench.runner import run_job  # torch and friends load here, not for --help
+    from medbench.run.runner import run_job  # torch and friends load here, not for --help
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -125,7 +125,7 @@ class SweepDirCallback(Callback):
 def _collate_stopped_sweep(exc: BaseException) -> None:
     """A sweep raised (a submitit job died under the plugin's own launcher, Ctrl-C, sbatch refused a job):
     Hydra skipped its end-of-sweep callback, so write the tables of what is there, print them, say why, exit."""
-    from medbench.collate import CollateCallback
+    from medbench.analysis.collate import CollateCallback
 
     sweep_dir = SweepDirCallback.sweep_dir
     if sweep_dir is None or not sweep_dir.is_dir() or not any(sweep_dir.rglob("overrides.yaml")):
@@ -144,7 +144,7 @@ def main() -> None:
     """Console entry: run Hydra, and turn user errors into one line and a non-zero exit."""
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we decide how errors look
-    from medbench.collate import CollateCallback
+    from medbench.analysis.collate import CollateCallback
 
     try:
         hydra_entry()

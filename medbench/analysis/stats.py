@@ -70,7 +70,7 @@ def summarize(samples_ms: Sequence[float], batch: int) -> dict[str, dict]:
 
 
 # --- significance -------------------------------------------------------------------------------------------------
-# Used by medbench.compare: a latency change counts only when the two sample sets differ beyond noise. Mann–Whitney U
+# Used by medbench.analysis.compare: a latency change counts only when the two sample sets differ beyond noise. Mann–Whitney U
 # makes no normality assumption (latencies are skewed, with stalls in the tail) and compares whole distributions.
 
 SIGNIFICANCE_ALPHA = 0.01  # two-sided p below this: the change is real (asv uses 0.002; 0.01 suits 30–300 samples)

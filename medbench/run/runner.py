@@ -15,15 +15,15 @@ from typing import Any
 
 import torch
 
-from medbench import stats
-from medbench.devices import resolve_device
-from medbench.gpu_lock import exclusive_gpu
-from medbench.result import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
-from medbench.runtime import (CudaGraphStep, check_runtime, compile_module, dtype_for, place_batch, place_model,
+from medbench.analysis import stats
+from medbench.run.devices import resolve_device
+from medbench.run.gpu_lock import exclusive_gpu
+from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
+from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, dtype_for, place_batch, place_model,
                               runtime_settings, time_compilation)
-from medbench.schema import Job
-from medbench.telemetry import Probe, empty_block
-from medbench.timing import Measurement, measure, time_once
+from medbench.config.schema import Job
+from medbench.run.telemetry import Probe, empty_block
+from medbench.run.timing import Measurement, measure, time_once
 
 log = logging.getLogger("medbench")
 

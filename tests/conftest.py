@@ -75,3 +75,39 @@ def only_result(root: Path) -> tuple[Path, dict]:
     found = sorted(root.rglob("result.json"))
     assert len(found) == 1, found
     return found[0], json.loads(found[0].read_text())
+
+
+TRAIN_SCRIPT = """
+import shutil, sys
+from pathlib import Path
+import ultralytics
+import medbench.models  # registers ECA with Ultralytics' YAML parser: the README's way to train the variants
+from ultralytics import YOLO
+
+out = Path(sys.argv[1])
+assets = Path(ultralytics.__file__).parent / "assets"
+for split in ("train", "val"):
+    (out / "ds" / "images" / split).mkdir(parents=True)
+    (out / "ds" / "labels" / split).mkdir(parents=True)
+    for name in ("bus.jpg", "zidane.jpg"):
+        shutil.copy(assets / name, out / "ds" / "images" / split / name)
+        (out / "ds" / "labels" / split / (Path(name).stem + ".txt")).write_text("0 0.5 0.5 0.4 0.6\\n")
+(out / "ds" / "data.yaml").write_text(f"path: {out / 'ds'}\\ntrain: images/train\\nval: images/val\\nnames:\\n  0: lesion\\n")
+cfg = Path(medbench.models.__file__).parent / "cfg" / "yolov8n-eca.yaml"
+YOLO(str(cfg)).train(data=str(out / "ds" / "data.yaml"), epochs=1, imgsz=64, batch=2, device="cpu", workers=0,
+                     plots=False, amp=False, project=str(out / "runs"), name="eca", exist_ok=True, verbose=False)
+"""
+
+
+@pytest.fixture(scope="session")
+def trained_eca(tmp_path_factory) -> Path:
+    """A real Ultralytics training run (1 epoch, imgsz 64, CPU, 2 images that ship with Ultralytics) of medbench's
+    yolov8n-eca.yaml: its ``weights/`` folder with ``best.pt`` and ``last.pt`` as the trainer wrote them."""
+    out = tmp_path_factory.mktemp("trained")
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(out)], cwd=out, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    weights = out / "runs" / "eca" / "weights"
+    assert (weights / "best.pt").is_file() and (weights / "last.pt").is_file(), proc.stderr[-3000:]
+    return weights

@@ -283,9 +283,12 @@ def _save_custom_layer_checkpoint(tmp_path: Path, module_name: str) -> tuple[Pat
 def test_checkpoint_with_unimportable_module(tmp_path: Path) -> None:
     ckpt, _ = _save_custom_layer_checkpoint(tmp_path, "medbench_gone_layers")
     assert "medbench_gone_layers" not in sys.modules  # that module is not importable from this process
-    with pytest.raises(ModelError) as err:
+    with pytest.raises(ModelError) as err:  # by default nothing is imported: the class is named, with the opt-ins
         build_model(model_spec("eca", weights=str(ckpt)))
-    assert_one_line(err, f"checkpoint {ckpt} needs module 'medbench_gone_layers' which medbench does not know")
+    assert_one_line(err, f"checkpoint {ckpt} needs medbench_gone_layers.FancyAttention", "model.trust_weights=true")
+    with pytest.raises(ModelError) as err:
+        build_model(model_spec("eca", weights=str(ckpt), trust_weights=True))
+    assert_one_line(err, f"checkpoint {ckpt} needs module 'medbench_gone_layers' which cannot be imported here")
 
 
 def test_checkpoint_with_missing_class(tmp_path: Path, monkeypatch) -> None:
@@ -294,7 +297,7 @@ def test_checkpoint_with_missing_class(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(mod_dir))
     try:
         with pytest.raises(ModelError) as err:
-            build_model(model_spec("eca", weights=str(ckpt)))
+            build_model(model_spec("eca", weights=str(ckpt), trust_weights=True))
     finally:
         sys.modules.pop("medbench_renamed_layers", None)  # unpickling imported it; leave no trace for other tests
     assert_one_line(err, "needs module 'medbench_renamed_layers.FancyAttention'")

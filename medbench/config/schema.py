@@ -34,6 +34,8 @@ class ModelConfig:
     num_classes: Optional[int] = None  # classes for a random-init build (null: the YAML's / factory's default)
     fuse: bool = True  # fuse Conv+BN before timing, as Ultralytics does for inference
     default_imgsz: int = 640  # the model kind's natural input size; top-level imgsz defaults to it
+    trust_weights: bool = False  # unpickle `weights` with full code execution (only for files you trust)
+    imports: list[str] = field(default_factory=list)  # modules imported first: the user's own layers (allow-listed)
 
 
 @dataclass

@@ -111,7 +111,7 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 def _build_ultralytics(spec: ModelConfig) -> dict[str, Any]:
     if spec.weights:
-        module, path, sha, task = load_weights(spec.weights, spec.task)
+        module, path, sha, task = load_weights(spec.weights, spec.task, trust=spec.trust_weights, imports=spec.imports)
         out = {"module": module, "task": task, "random_init": False, "cfg": None, "weights": str(path), "weights_sha256": sha}
     else:
         module, cfg, task = build_from_yaml(spec.cfg, spec.task, spec.num_classes)
@@ -122,7 +122,8 @@ def _build_ultralytics(spec: ModelConfig) -> dict[str, Any]:
 def _build_torchvision(spec: ModelConfig) -> dict[str, Any]:
     # torchvision models here are classifiers whatever model.task says (its schema default is "detect").
     if spec.weights:
-        module, path, sha = load_torchvision_weights(spec.cfg, spec.weights, spec.num_classes)
+        module, path, sha = load_torchvision_weights(spec.cfg, spec.weights, spec.num_classes,
+                                                     trust=spec.trust_weights, imports=spec.imports)
         out = {"random_init": False, "weights": str(path), "weights_sha256": sha}
     else:
         module = build_torchvision(spec.cfg, spec.num_classes)
@@ -140,7 +141,7 @@ def build_model(spec: ModelConfig) -> LoadedModel:
         raise ModelError(f"model.kind must be one of {', '.join(MODEL_KINDS)}; got {spec.kind!r}")
     if not spec.weights and not spec.cfg:
         raise ModelError(f"model {spec.name!r} has neither model.cfg nor model.weights")
-    register_modules()
+    register_modules(spec.imports)
     parts = _build_ultralytics(spec) if spec.kind == "ultralytics" else _build_torchvision(spec)
     module = _freeze(parts.pop("module"))
     return LoadedModel(module=module, name=spec.name, kind=spec.kind, params=count_params(module), **parts)
@@ -168,7 +169,8 @@ class ModelCache:
                 stat = (st.st_mtime_ns, st.st_size)
             except OSError:
                 stat = None  # build_model reports the missing file
-        return (spec.kind, spec.cfg, spec.weights, spec.task, spec.num_classes, seed, stat, os.getcwd())
+        return (spec.kind, spec.cfg, spec.weights, spec.task, spec.num_classes, seed, stat, os.getcwd(),
+                spec.trust_weights, tuple(spec.imports))
 
     def get(self, spec: ModelConfig, seed: int) -> tuple[LoadedModel, bool]:
         """``(model, from_cache)``: a fresh copy of the cached model, or a new build (seeded) that is cached."""
@@ -187,3 +189,5 @@ class ModelCache:
 
 
 MODELS = ModelCache()
+
+register_modules()  # ``import medbench.models`` makes ECA known to Ultralytics' YAML parser (YOLO("...-eca.yaml"))

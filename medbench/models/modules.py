@@ -8,6 +8,7 @@ trained checkpoint that pickles ``medbench.models.modules.ECA`` loads in any pro
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -55,10 +56,16 @@ class ECA(nn.Module):
 CUSTOM_MODULES: dict[str, type[nn.Module]] = {"ECA": ECA}
 
 
-def register_modules() -> None:
-    """Make medbench's layers visible to Ultralytics' YAML parser (idempotent; cheap to call before every build/load)."""
+def register_modules(imports: Iterable[str] = ()) -> None:
+    """Make medbench's layers (and the nn.Module classes of the ``model.imports`` modules) visible to Ultralytics'
+    YAML parser (idempotent; cheap to call before every build/load). ``import medbench.models`` calls it."""
     import ultralytics.nn.tasks as tasks
 
-    for name, cls in CUSTOM_MODULES.items():
+    extra = {}
+    if imports:
+        from medbench.models.safe_load import user_module_classes
+
+        extra = user_module_classes(imports)
+    for name, cls in {**CUSTOM_MODULES, **extra}.items():
         if getattr(tasks, name, None) is not cls:
             setattr(tasks, name, cls)

@@ -40,10 +40,13 @@ def build_torchvision(name: str, num_classes: int | None) -> nn.Module:
         raise ModelError(f"cannot build torchvision model {name!r} ({type(e).__name__}: {e})") from e
 
 
-def load_torchvision_weights(name: str | None, weights: str, num_classes: int | None) -> tuple[nn.Module, Path, str]:
-    """A saved torchvision model: the pickled module itself, or a state_dict loaded into the ``name`` factory."""
+def load_torchvision_weights(name: str | None, weights: str, num_classes: int | None, *, trust: bool = False,
+                              imports: tuple[str, ...] | list[str] = ()) -> tuple[nn.Module, Path, str]:
+    """A saved torchvision model: the pickled module itself, or a state_dict loaded into the ``name`` factory.
+
+    Read without running the file's code unless ``trust`` (``model.trust_weights``), as for Ultralytics."""
     path = resolve_weights(weights)
-    obj = torch_load(path)
+    obj = torch_load(path, trust=trust, imports=imports)
     if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module):
         obj = obj["model"]
     if isinstance(obj, nn.Module):

@@ -1,8 +1,8 @@
 """Ultralytics models: build one from a model YAML (random init) or load a trained ``.pt`` checkpoint.
 
-Checkpoints are read with ``torch.load`` here rather than Ultralytics' ``torch_safe_load``, because that one
-pip-installs any module a checkpoint names but the machine lacks — a benchmark must fail with one clear line
-instead (and runs offline). Every user-caused failure becomes a one-line ``ModelError``.
+Checkpoints are read by ``medbench.models.safe_load`` (``weights_only=True`` with an allow-list) rather than
+Ultralytics' ``torch_safe_load``, which unpickles arbitrary code and pip-installs any module a checkpoint names
+but the machine lacks — a benchmark must fail with one clear line instead (and runs offline). Every user-caused failure becomes a one-line ``ModelError``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,44 +128,12 @@ def resolve_weights(weights: str) -> Path:
     return p
 
 
-_MISSING_ATTR = re.compile(r"Can't get attribute '([\w.<>]+)' on <module '([\w.]+)'")
-
-
-def torch_load(path: Path) -> Any:
-    """``torch.load`` a trusted user checkpoint on CPU, turning every unpickling failure into one ModelError line.
-
-    ``weights_only=False`` because Ultralytics checkpoints pickle whole modules. The legacy module aliases
-    Ultralytics applies (old ``ultralytics.yolo.*`` paths) are applied here too; nothing is ever installed.
-    """
-    from ultralytics.nn.tasks import temporary_modules
+def torch_load(path: Path, *, trust: bool = False, imports: tuple[str, ...] | list[str] = ()) -> Any:
+    """Read a checkpoint without running its code unless ``trust`` (see ``medbench.models.safe_load``)."""
+    from medbench.models.safe_load import load_checkpoint
 
     register_modules()
-    try:
-        with temporary_modules(
-            modules={
-                "ultralytics.yolo.utils": "ultralytics.utils",
-                "ultralytics.yolo.v8": "ultralytics.models.yolo",
-                "ultralytics.yolo.data": "ultralytics.data",
-            },
-            attributes={"pathlib.WindowsPath": "pathlib.PosixPath"},
-        ):
-            return torch.load(path, map_location="cpu", weights_only=False)
-    except ModuleNotFoundError as e:
-        raise _unknown_module(path, e.name or str(e)) from e
-    except AttributeError as e:  # the module exists but lacks the pickled class
-        m = _MISSING_ATTR.search(str(e))
-        raise _unknown_module(path, f"{m.group(2)}.{m.group(1)}" if m else str(e)) from e
-    except ImportError as e:
-        raise _unknown_module(path, e.name or str(e)) from e
-    except Exception as e:  # text file, foreign zip, truncated file, ...: not something torch.save wrote
-        raise ModelError(f"not a PyTorch checkpoint: {path} ({_first_line(e)})") from e
-
-
-def _unknown_module(path: Path, name: str) -> ModelError:
-    return ModelError(
-        f"checkpoint {path} needs module '{name}' which medbench does not know "
-        "(it cannot be imported here; install the package that defines it, or re-save the model with known layers)"
-    )
+    return load_checkpoint(path, trust=trust, imports=imports)
 
 
 def model_from_checkpoint(ckpt: Any, path: Path) -> nn.Module:
@@ -185,12 +152,13 @@ def model_from_checkpoint(ckpt: Any, path: Path) -> nn.Module:
     raise ModelError(f"not a PyTorch checkpoint: {path} (it holds a {type(ckpt).__name__}, not a model)")
 
 
-def load_weights(weights: str, task: str | None) -> tuple[nn.Module, Path, str, str]:
+def load_weights(weights: str, task: str | None, *, trust: bool = False,
+                 imports: tuple[str, ...] | list[str] = ()) -> tuple[nn.Module, Path, str, str]:
     """Load a trained checkpoint. Returns (float32 model in eval mode, absolute path, sha256, task of the model)."""
     from ultralytics.nn.tasks import guess_model_task
 
     path = resolve_weights(weights)
-    model = model_from_checkpoint(torch_load(path), path).float().eval()  # trainer saves half: cast back
+    model = model_from_checkpoint(torch_load(path, trust=trust, imports=imports), path).float().eval()  # trainer saves half: cast back
     ckpt_task = guess_model_task(model)
     if task and ckpt_task != task:
         raise ModelError(f"checkpoint {path} is a {ckpt_task} model but model.task is {task}")

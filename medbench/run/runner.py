@@ -43,6 +43,7 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
             "benchmark_size": None, "benchmark_list_sha256": None, "precision": job.runtime.precision,
             "overrides": list(overrides), "choices": dict(choices), "scope": job.scope,
             "model_kind": job.model.kind, "task": job.model.task, "input_kind": job.input.kind,
+            "trust_weights": job.model.trust_weights, "model_imports": list(job.model.imports),
             "runtime": {k: getattr(job.runtime, k) for k in vars(job.runtime)},
             "iters_config": {k: getattr(job.iters, k) for k in vars(job.iters)},
         },

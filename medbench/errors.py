@@ -40,3 +40,9 @@ class ResultError(MedbenchError):
     """A result file is missing, truncated or not a medbench result."""
 
     kind = "result"
+
+
+class OutputError(MedbenchError):
+    """An output file cannot be written (disk full, read-only or missing directory, no permission)."""
+
+    kind = "output"

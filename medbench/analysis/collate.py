@@ -26,7 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from medbench.errors import MedbenchError, ResultError
-from medbench.results.crashes import crashed_record
+from medbench.results.crashes import crashed_record, find_result_files, not_run_records
 from medbench.results.store import RESULT_NAME, dig, read_result
 
 log = logging.getLogger("medbench")
@@ -90,7 +90,7 @@ def load_dir(root: Path | str) -> Collection:
     """Read every result below ``root`` (or one file); never raises for a bad file."""
     root = Path(root)
     found = Collection()
-    files = [root] if root.is_file() else sorted(root.rglob(RESULT_NAME))
+    files = [root] if root.is_file() else find_result_files(root)  # also `-m result_file=out.json` points
     for path in files:
         try:
             record = read_result(path)
@@ -105,6 +105,7 @@ def load_dir(root: Path | str) -> Collection:
             run_dir = overrides.parent.parent
             if run_dir not in have and run_dir != root:
                 found.crashed.append(crashed_record(run_dir, root))
+        found.crashed.extend(not_run_records(root))  # planned points that never started (sweep_plan.json)
     return found
 
 

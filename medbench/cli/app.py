@@ -20,8 +20,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from medbench.errors import MedbenchError
+from medbench.errors import MedbenchError, OutputError
+from medbench.cli import signals
 from medbench.cli.report import one_line, summary_lines
+from medbench.cli.signals import Interrupted
 from medbench.results.store import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
 from medbench.config.schema import register_configs, to_job
 
@@ -90,8 +92,14 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     else:
         # A dataset's benchmark list is shared: by the points of a sweep, and by single runs made side by side.
         list_dir = shared_list_dir(job.input, job.seed, Path(hc.sweep.dir) if multirun else run_dir.parent)
-        record = run_job(job, list_dir=list_dir, overrides=overrides, choices=choices)
-    path = write_json_atomic(run_dir / cfg.result_file, record)
+        try:
+            record = run_job(job, list_dir=list_dir, overrides=overrides, choices=choices)
+        except KeyboardInterrupt as exc:  # SIGINT / SIGTERM (medbench.cli.signals): record the point, then stop
+            record = getattr(exc, "record", None)
+            if record is not None:
+                _write_record(run_dir / cfg.result_file, record)
+            raise
+    path = _write_record(run_dir / cfg.result_file, record)
     if record["status"] == "ok":
         for line in summary_lines(record, path):
             log.info(line)
@@ -102,6 +110,21 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
         # Returning (not raising) keeps Hydra from aborting a sweep and from printing its own error banner.
         RunOutcome.single_run_failed = not multirun
     return {"status": record["status"], "path": str(path)}
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> Path:
+    """Write the record atomically; an existing record there is kept as ``<name>.previous-<stamp>`` (never
+    overwritten) and a write that fails (disk full, read-only dir) is one OutputError line, with no partial file."""
+    from medbench.config.schema import unique_stamp
+
+    try:
+        if path.exists():
+            kept = path.with_name(f"{path.name}.previous-{unique_stamp('%Y%m%dT%H%M%S')}")
+            os.replace(path, kept)
+            log.warning("medbench: %s existed; kept it as %s", path, kept.name)
+        return write_json_atomic(path, record)
+    except OSError as exc:
+        raise OutputError(f"cannot write the result {path}: {exc.strerror or exc}") from exc
 
 
 @hydra.main(version_base="1.3", config_path="pkg://medbench.conf", config_name="config")
@@ -119,31 +142,44 @@ class SweepDirCallback(Callback):
     sweep_dir: Path | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        type(self).sweep_dir = Path(str(config.hydra.sweep.dir))
+        """Remember the sweep dir and write the sweep plan (every point's overrides) before any point starts."""
+        from medbench.results.plan import plan_points, write_plan
+
+        sweep_dir = type(self).sweep_dir = Path(str(config.hydra.sweep.dir))
+        points = plan_points(config)
+        if points is not None:
+            try:
+                write_plan(sweep_dir, points)
+            except OSError as exc:
+                raise OutputError(f"cannot write the sweep plan into {sweep_dir}: {exc.strerror or exc}") from exc
 
 
 def _collate_stopped_sweep(exc: BaseException) -> None:
-    """A sweep raised (a submitit job died under the plugin's own launcher, Ctrl-C, sbatch refused a job):
+    """A sweep raised (a submitit job died under the plugin's own launcher, SIGINT/SIGTERM, sbatch refused a job):
     Hydra skipped its end-of-sweep callback, so write the tables of what is there, print them, say why, exit."""
     from medbench.analysis.collate import CollateCallback
 
     sweep_dir = SweepDirCallback.sweep_dir
     if sweep_dir is None or not sweep_dir.is_dir() or not any(sweep_dir.rglob("overrides.yaml")):
         return
+    tables = f"tables of the points that ran are in {sweep_dir}"
     try:
         CollateCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}}))
-    except Exception as collate_exc:  # keep the sweep's own error the one that is reported
-        print(f"medbench: error: collating {sweep_dir} failed too: {one_line(collate_exc)}", file=sys.stderr)
-    what = "was interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped: {one_line(exc)}"
-    print(f"medbench: error: the sweep {what}; tables of the points that ran are in {sweep_dir} "
+    except (Exception, KeyboardInterrupt) as collate_exc:  # keep the sweep's own error the one that is reported
+        tables = f"no tables written ({one_line(collate_exc)})"
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    what = f"was {exc}" if isinstance(exc, Interrupted) else "was interrupted" if interrupted else f"stopped: {one_line(exc)}"
+    print(f"medbench: error: the sweep {what}; {tables} "
           f"(re-run the missing ones: python -m medbench.resume {sweep_dir})", file=sys.stderr)
-    sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 1)
+    sys.exit(signals.exit_code(exc) if interrupted else 1)
 
 
 def main() -> None:
-    """Console entry: run Hydra, and turn user errors into one line and a non-zero exit."""
+    """Console entry: run Hydra, and turn user errors, signals and failed writes into one line and an exit status."""
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we decide how errors look
+    logging.raiseExceptions = False  # a full disk must not turn every log line into a traceback on stderr
+    signals.install()
     from medbench.analysis.collate import CollateCallback
 
     try:
@@ -152,12 +188,25 @@ def main() -> None:
         if show_traceback and not isinstance(exc, KeyboardInterrupt):
             raise
         _collate_stopped_sweep(exc)  # exits when a sweep had started
-        if isinstance(exc, KeyboardInterrupt) or not _is_user_error(exc):
+        if isinstance(exc, KeyboardInterrupt):
+            print(f"medbench: error: the run was {exc if isinstance(exc, Interrupted) else 'interrupted'}"
+                  f"{_record_note(exc)}", file=sys.stderr)
+            sys.exit(signals.exit_code(exc))
+        if isinstance(exc, OSError):  # Hydra's own writes (.hydra/, the log file) into a full or read-only dir
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"medbench: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+            sys.exit(1)
+        if not _is_user_error(exc):
             raise
         print(f"medbench: error: {one_line(exc)}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1 if isinstance(exc, OutputError) else 2)
     if RunOutcome.single_run_failed or CollateCallback.failed_points:
         sys.exit(1)
+
+
+def _record_note(exc: BaseException) -> str:
+    record = getattr(exc, "record", None)
+    return "; the point's record says interrupted" if record is not None else ""
 
 
 def _is_user_error(exc: BaseException) -> bool:

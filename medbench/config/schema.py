@@ -99,6 +99,19 @@ def register_configs() -> None:
     as bogus options in ``model=`` error messages).
     """
     ConfigStore.instance().store(name="medbench_schema", node=Config)
+    if not OmegaConf.has_resolver("medbench_stamp"):
+        # cached per config (as Hydra's ``now``), and Hydra copies the cache to every job's config: one value per sweep
+        OmegaConf.register_new_resolver("medbench_stamp", unique_stamp, use_cache=True)
+
+
+def unique_stamp(pattern: str = "%Y-%m-%d_%H-%M-%S") -> str:
+    """``2026-11-24_17-45-01.123456-3fa9``: the local time (``pattern``) to the microsecond plus a random suffix, so
+    two runs or sweeps started in the same second (even the same microsecond) get different default directories."""
+    import secrets
+    from datetime import datetime
+
+    now = datetime.now()
+    return f"{now.strftime(pattern)}.{now.microsecond:06d}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,67 @@ def _is_slurm(folder: Path, job_id: str) -> bool:
     """Whether submitit's job folder belongs to a Slurm job (its sbatch script is there or at the array's folder)."""
     array = job_id.split("_")[0]
     return (folder / f"{job_id}_submission.sh").exists() or (folder.parent / array / f"{array}_submission.sh").exists()
+
+
+# ------------------------------------------------------------------------------ result files and never-started points
+
+DEFAULT_RESULT_FILE = "result.json"
+
+
+def result_file_of(run_dir: Path) -> str:
+    """The record's file name in ``run_dir``: ``result_file`` from the run's ``.hydra/config.yaml`` when it is a
+    plain file name (``-m result_file=out.json``), else ``result.json``."""
+    config = _read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
+    name = config.get("result_file") if isinstance(config, dict) else None
+    if isinstance(name, str) and name and name not in (".", "..") and "/" not in name and "\\" not in name \
+            and "${" not in name:
+        return name
+    return DEFAULT_RESULT_FILE
+
+
+def find_result_files(root: Path) -> list[Path]:
+    """Every record file below ``root``: each ``result.json`` plus, for run dirs whose config names another
+    ``result_file``, that file. Each real file once (symlinked folders are not followed)."""
+    root = Path(root)
+    found = {p for p in root.rglob(DEFAULT_RESULT_FILE)}
+    for overrides in root.rglob(".hydra/config.yaml"):
+        run_dir = overrides.parent.parent
+        name = result_file_of(run_dir)
+        if name != DEFAULT_RESULT_FILE and (run_dir / name).exists():
+            found.add(run_dir / name)
+    return sorted(found)
+
+
+def not_run_records(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Points of the sweep plan (``sweep_plan.json``, written when the sweep started) that never started:
+    no run dir with Hydra's ``.hydra/overrides.yaml`` for them. One record each, ``status: not_run``, with the
+    planned overrides and the run dir the point would have had (``run_dir``; null when the subdir is unknown).
+    """
+    from medbench.results.plan import read_plan
+
+    sweep_dir = Path(sweep_dir)
+    plan = read_plan(sweep_dir)
+    if not plan:
+        return []
+    started = {}
+    for overrides in sweep_dir.rglob(".hydra/overrides.yaml"):
+        got = _read_yaml(overrides)
+        started[overrides.parent.parent.resolve()] = [str(o) for o in got] if isinstance(got, list) else None
+    seen = [o for o in started.values() if o is not None]
+    out = []
+    for point in plan:
+        run_dir = sweep_dir / point["subdir"] if point["subdir"] else None
+        if run_dir is not None and run_dir.resolve() in started:
+            continue
+        if run_dir is None and point["overrides"] in seen:
+            continue
+        values = dict(o.split("=", 1) for o in point["overrides"] if "=" in o)
+        out.append({"status": "not_run",
+                    "error": {"type": "not_run", "message": "never started (the sweep stopped before this point)"},
+                    "overrides": point["overrides"], "run_dir": str(run_dir) if run_dir else None,
+                    "plan_num": point["num"],
+                    "metadata": {"model_name": values.get("model.name", values.get("model")),
+                                 "imgsz": values.get("imgsz"), "batch": values.get("batch"),
+                                 "device": values.get("device"), "precision": values.get("runtime.precision"),
+                                 "overrides": point["overrides"]}})
+    return out

@@ -224,6 +224,11 @@ def run_job(job: Job, *, list_dir: Path, overrides: list[str] | None = None,
     except Exception as exc:  # every failure becomes a record: nothing is lost
         record["status"] = "failed"
         record["error"] = error_block(exc)
+    except KeyboardInterrupt as exc:  # SIGINT / SIGTERM: the caller writes this record, then stops
+        record["status"] = "interrupted"
+        record["error"] = {"type": "interrupted", "exception": type(exc).__name__, "message": str(exc) or "interrupted"}
+        exc.record = record  # type: ignore[attr-defined]
+        raise
     finally:
         record["env"] = collect_env(os.getcwd())
         record["provenance"]["ended_at"] = utc_now()

@@ -166,9 +166,9 @@ def _collate_stopped_sweep(exc: BaseException) -> None:
     try:
         CollateCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}}))
     except (Exception, KeyboardInterrupt) as collate_exc:  # keep the sweep's own error the one that is reported
-        tables = f"no tables written ({one_line(collate_exc)})"
+        tables = f"no tables written ({_describe(collate_exc)})"
     interrupted = isinstance(exc, KeyboardInterrupt)
-    what = f"was {exc}" if isinstance(exc, Interrupted) else "was interrupted" if interrupted else f"stopped: {one_line(exc)}"
+    what = f"was {exc}" if isinstance(exc, Interrupted) else "was interrupted" if interrupted else f"stopped: {_describe(exc)}"
     print(f"medbench: error: the sweep {what}; {tables} "
           f"(re-run the missing ones: python -m medbench.resume {sweep_dir})", file=sys.stderr)
     sys.exit(signals.exit_code(exc) if interrupted else 1)
@@ -193,8 +193,7 @@ def main() -> None:
                   f"{_record_note(exc)}", file=sys.stderr)
             sys.exit(signals.exit_code(exc))
         if isinstance(exc, OSError):  # Hydra's own writes (.hydra/, the log file) into a full or read-only dir
-            where = f" {exc.filename}" if exc.filename else ""
-            print(f"medbench: error: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"medbench: error: {_describe(exc)}", file=sys.stderr)
             sys.exit(1)
         if not _is_user_error(exc):
             raise
@@ -202,6 +201,13 @@ def main() -> None:
         sys.exit(1 if isinstance(exc, OutputError) else 2)
     if RunOutcome.single_run_failed or CollateCallback.failed_points:
         sys.exit(1)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line; an OSError names its file: ``cannot write out/run/.hydra/config.yaml: No space left on device``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"cannot write {exc.filename}: {exc.strerror}" if exc.filename else f"cannot write: {exc.strerror}"
+    return one_line(exc)
 
 
 def _record_note(exc: BaseException) -> str:

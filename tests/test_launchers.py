@@ -162,7 +162,7 @@ def test_resume_reruns_only_the_dead_points_into_their_own_run_dirs(tmp_path: Pa
     cmd = rerun_command(points[0], tmp_path, ["hydra.launcher.timeout_min=30"])
     assert cmd[:4] == ["python", "-m", "medbench", "-m"]
     assert {"model=ghost", "batch=1", "hydra/launcher=slurm", "hydra.launcher.timeout_min=30",
-            f"hydra.sweep.dir={tmp_path}", "hydra.sweep.subdir=1"} <= set(cmd)
+            f"hydra.sweep.dir={tmp_path / '1'}", "hydra.sweep.subdir=."} <= set(cmd)
     assert "hydra.sweep.dir=old" not in cmd
 
 

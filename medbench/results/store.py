@@ -51,12 +51,25 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# git reads config and attributes of the directory it is run in, which may name programs (core.fsmonitor, clean
+# filters, hooks): run it with no user/system config, no hooks, no fsmonitor and no attributes (empty tree).
+_GIT_SAFE = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "core.untrackedCache=false",
+             "-c", "protocol.allow=never", "--no-optional-locks")
+
+
+def _git_env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tempfile.gettempdir(), "LC_ALL": "C",
+            "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ATTR_SOURCE": "4b825dc642cb6eb9a060e54bf8d69288fbee4904"}  # the empty tree: no filter= attributes
+
+
 @lru_cache(maxsize=8)
 def git_state(directory: str) -> dict[str, Any]:
     """Commit and dirty flag of the repository containing ``directory`` (nulls when it is none)."""
-    def git(*args: str) -> str | None:
+    def git(*args: str, config: tuple[str, ...] = ()) -> str | None:
         try:
-            out = subprocess.run(["git", "-C", directory, *args], capture_output=True, text=True, timeout=10)
+            out = subprocess.run(["git", *_GIT_SAFE, *config, "-C", directory, *args], capture_output=True, text=True,
+                                 timeout=10, env=_git_env(), stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
@@ -64,7 +77,10 @@ def git_state(directory: str) -> dict[str, Any]:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"git_commit": None, "git_dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # the repo's own clean/smudge/process filters would run during status: neutralise each one it defines
+    drivers = {n.rpartition(".")[0] for n in (git("config", "--name-only", "--get-regexp", r"^filter\.") or "").split()}
+    neutral = tuple(a for d in sorted(drivers) for a in ("-c", f"{d}.clean=cat", "-c", f"{d}.smudge=cat", "-c", f"{d}.process="))
+    status = git("status", "--porcelain", "--untracked-files=no", "--ignore-submodules", config=neutral)
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 

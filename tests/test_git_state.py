@@ -1,0 +1,35 @@
+"""collect_env's git runs nothing the working directory or the environment names."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from medbench.results.store import git_state
+
+
+def test_git_state_runs_no_program_from_repo_config_or_env(tmp_path: Path, monkeypatch) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    marker = tmp_path / "ran"
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "a@b.c")
+    git("config", "user.name", "a")
+    (repo / "f.txt").write_text("x\n")
+    (repo / ".gitattributes").write_text("* filter=evil\n")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    for key in ("core.fsmonitor", "filter.evil.clean", "filter.evil.process"):
+        git("config", key, f"touch {marker}; cat")
+    (repo / "f.txt").write_text("y\n")  # modified: status has to look at the file's content
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # what a hydra.job.env_set would inject
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "core.fsmonitor")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", f"touch {marker}")
+    git_state.cache_clear()
+    state = git_state(str(repo))
+    assert not marker.exists()
+    assert len(state["git_commit"]) == 40 and state["git_dirty"] is True

@@ -25,7 +25,7 @@ from medbench.cli import signals
 from medbench.cli.report import one_line, summary_lines
 from medbench.cli.signals import Interrupted
 from medbench.results.store import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
-from medbench.config.schema import register_configs, to_job
+from medbench.config.schema import check_result_file, config_warnings, register_configs, to_job
 
 log = logging.getLogger("medbench")
 register_configs()
@@ -86,6 +86,10 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     overrides = list(hc.overrides.task)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     try:
+        result_file = check_result_file(cfg.result_file)
+    except MedbenchError:
+        result_file = "result.json"  # the failed record still lands in the run dir, under the default name
+    try:
         job = to_job(cfg)
     except MedbenchError as exc:
         record = _config_failure(cfg, exc, overrides, choices)
@@ -97,9 +101,10 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
         except KeyboardInterrupt as exc:  # SIGINT / SIGTERM (medbench.cli.signals): record the point, then stop
             record = getattr(exc, "record", None)
             if record is not None:
-                _write_record(run_dir / cfg.result_file, record)
+                _write_record(run_dir / result_file, record)
             raise
-    path = _write_record(run_dir / cfg.result_file, record)
+        record["warnings"].extend(config_warnings(job))
+    path = _write_record(run_dir / result_file, record)
     if record["status"] == "ok":
         for line in summary_lines(record, path):
             log.info(line)

@@ -8,6 +8,7 @@ DictConfig into a frozen ``Job`` that the rest of medbench reads. This module mu
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional
 
@@ -190,8 +191,10 @@ def to_job(cfg: DictConfig) -> Job:
     _positive("input.size", inp.size)
     _positive("iters.iters", iters.iters)
     _positive("iters.warmup", iters.warmup, minimum=0)
-    if iters.min_time_s < 0:
-        raise ConfigError(f"iters.min_time_s must be >= 0, got {iters.min_time_s}")
+    if not math.isfinite(iters.min_time_s) or iters.min_time_s < 0:
+        raise ConfigError(f"iters.min_time_s must be a finite number >= 0, got {iters.min_time_s}")
+    if iters.max_iters is not None and iters.max_iters < max(1, iters.iters):
+        raise ConfigError(f"iters.max_iters must be >= iters.iters ({iters.iters}) or null, got {iters.max_iters}")
     _choice("runtime.precision", runtime.precision, PRECISIONS)
     if runtime.threads is not None:
         _positive("runtime.threads", runtime.threads)
@@ -208,5 +211,37 @@ def to_job(cfg: DictConfig) -> Job:
         input=inp,
         iters=iters,
         runtime=runtime,
-        result_file=str(cfg.result_file),
+        result_file=check_result_file(cfg.result_file),
     )
+
+
+def check_result_file(value: Any) -> str:
+    """``result_file`` is a plain file name inside the run dir: not empty, no path separator, not ``.``/``..``."""
+    name = str(value) if value is not None else ""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or any(ord(c) < 32 for c in name):
+        raise ConfigError(f"result_file must be a plain file name such as result.json (no folders), got {name!r}")
+    return name
+
+
+def fit_imgsz(imgsz: tuple[int, int], stride: int | None) -> tuple[tuple[int, int], str | None]:
+    """Round each side up to a multiple of the model's max stride, as Ultralytics' ``check_imgsz`` does; returns
+    the size and a warning for the record when it changed (a detector cannot take 100 px at stride 32)."""
+    if not stride or stride <= 1:
+        return imgsz, None
+    fitted = (max(stride, math.ceil(imgsz[0] / stride) * stride), max(stride, math.ceil(imgsz[1] / stride) * stride))
+    if fitted == tuple(imgsz):
+        return imgsz, None
+    return fitted, (f"imgsz {list(imgsz)} is not a multiple of the model's stride {stride}: "
+                    f"rounded up to {list(fitted)} (as Ultralytics does)")
+
+
+def config_warnings(job: Job) -> list[str]:
+    """Settings that run but may not do what was meant: ``runtime.threads`` beyond the machine's cores."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    out = []
+    if job.runtime.threads is not None and job.runtime.threads > cores:
+        out.append(f"runtime.threads={job.runtime.threads} is more than the {cores} CPU core(s) this process may use: "
+                   "threads compete and timings suffer")
+    return out

@@ -16,7 +16,7 @@ import torch
 from medbench.errors import InputError
 from medbench.inputs.dataset import LIST_NAME, benchmark_list
 from medbench.inputs.end_to_end import STAGES, EndToEndStep
-from medbench.inputs.images import absolute, list_images, list_sha256, load_batches
+from medbench.inputs.images import absolute, list_images, list_sha256, load_batches, scan_images, skipped_warning
 from medbench.inputs.synthetic import synthetic_batch
 from medbench.config.schema import InputConfig
 
@@ -60,10 +60,11 @@ def list_input_images(
     if spec.kind == "folder":
         if not spec.path:
             raise InputError("input=folder needs input.path=DIR")
-        images = list_images(spec.path)
+        images, skipped = scan_images(spec.path)
         if not images:
-            raise InputError(f"image folder {absolute(spec.path)} has no images")
-        return images, None, list_sha256(images), []
+            raise InputError(f"image folder {absolute(spec.path)} has no images"
+                             + (f" ({skipped_warning(skipped)[0]})" if skipped else ""))
+        return images, None, list_sha256(images), skipped_warning(skipped)
     if spec.kind == "dataset":
         if not spec.data:
             raise InputError("input=dataset needs input.data=PATH/TO/data.yaml")

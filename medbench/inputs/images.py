@@ -7,7 +7,6 @@ with wrap-around (``batch_indices``, ``load_batches``).
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import math
 import os
@@ -41,13 +40,51 @@ def absolute(path: str | os.PathLike) -> Path:
 def list_images(directory: str | os.PathLike) -> list[Path]:
     """Every image under ``directory``, recursively (as Ultralytics lists a split directory), sorted, absolute.
 
-    Hidden files are skipped by ``glob`` like in Ultralytics. Raises InputError when the directory is missing.
+    Hidden files and folders are skipped like in Ultralytics; each real file counts once, however many symlinks
+    (or symlink loops) lead to it. Raises InputError when the directory is missing. See ``scan_images``.
     """
+    return scan_images(directory)[0]
+
+
+def scan_images(directory: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """``(images, skipped)``: the images under ``directory`` and the other (non-hidden) files that were left out
+    because they are not a format Ultralytics reads (a GIF, a text file), both sorted and absolute."""
     root = absolute(directory)
     if not root.is_dir():
         raise InputError(f"image directory {root} does not exist")
-    found = glob.glob(os.path.join(glob.escape(str(root)), "**", "*.*"), recursive=True)
-    return sorted(absolute(p) for p in found if is_image(p) and os.path.isfile(p))
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    images: list[Path] = []
+    skipped: list[Path] = []
+    for current, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(current)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen_dirs:  # a symlink loop or a second link to a folder already listed
+            dirs[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = os.path.join(current, name)
+            if name.startswith(".") or not os.path.isfile(path):
+                continue
+            fst = os.stat(path)
+            if (fst.st_dev, fst.st_ino) in seen_files:
+                continue
+            seen_files.add((fst.st_dev, fst.st_ino))
+            (images if is_image(name) else skipped).append(absolute(path))
+    return sorted(images), sorted(skipped)
+
+
+def skipped_warning(skipped: Sequence[Path], shown: int = 5) -> list[str]:
+    """The record's warning naming files a folder held that are not images (empty when none)."""
+    if not skipped:
+        return []
+    names = ", ".join(p.name for p in skipped[:shown]) + (f" and {len(skipped) - shown} more" if len(skipped) > shown else "")
+    return [f"skipped {len(skipped)} file(s) that are not an image format Ultralytics reads: {names}"]
 
 
 def list_bytes(paths: Sequence[Path]) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from medbench.run.gpu_lock import exclusive_gpu
 from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
 from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, dtype_for, place_batch, place_model,
                               runtime_settings, time_compilation)
-from medbench.config.schema import Job
+from medbench.config.schema import Job, fit_imgsz, parse_imgsz
 from medbench.run.telemetry import Probe, empty_block
 from medbench.run.timing import Measurement, measure, time_once
 
@@ -69,6 +70,7 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
     with runtime_settings(job.runtime, device) as applied:
         meta["runtime"].update(applied)
         module = _load_model(record, job, device, dtype)
+        job = replace(job, imgsz=parse_imgsz(record["metadata"]["imgsz"]))  # as rounded to the model's stride
         if mode is not None:
             module = compile_module(module, mode)
         inputs = _load_inputs(record, job, device, dtype, list_dir)
@@ -86,7 +88,12 @@ def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: t
     record["metadata"].update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
                               weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
     params = loaded.params  # counted as built, before fusing folds BatchNorm away
-    gflops = compute_gflops(loaded.module, job.imgsz)
+    imgsz, warning = fit_imgsz(job.imgsz, loaded.stride)
+    if warning:
+        record["warnings"].append(warning)
+        record["metadata"].update(imgsz_requested=record["metadata"]["imgsz"],
+                                  imgsz=imgsz[0] if imgsz[0] == imgsz[1] else list(imgsz))
+    gflops = compute_gflops(loaded.module, imgsz)
     if gflops is None:
         record["warnings"].append("GFLOPs could not be computed by Ultralytics' get_flops; reported as null")
     module, fused = prepare_for_inference(loaded.module, fuse=job.model.fuse)

@@ -139,3 +139,34 @@ def test_full_disk_in_a_sweep_never_claims_tables(tmp_path: Path, medbench_cli, 
     assert not [p for p in out_dir.rglob("*.tmp")]
     errors = [ln for ln in res.stderr.splitlines() if "medbench: error" in ln]
     assert len(errors) == 1 and "No space left on device" in errors[0] and "no tables written" in errors[0], res.stderr
+
+
+def test_isolated_point_stops_when_the_sweep_process_is_killed(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import psutil
+
+    proc = start(["-m", "launcher=isolated", "device=cpu", *LONG, "hydra.sweep.dir=sweep"], tmp_path)
+    sweep = tmp_path / "sweep"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        logs = list(sweep.glob(".submitit/*/*_log.err"))
+        if logs and "timing " in logs[0].read_text(errors="replace"):
+            break
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the isolated point never started timing")
+    proc.kill()  # SIGKILL: no clean-up in the sweep process at all
+    proc.communicate(timeout=60)
+    result = sweep / "0" / "result.json"
+    deadline = time.monotonic() + 90
+    while not result.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    record = json.loads(result.read_text())
+    assert record["status"] == "interrupted"
+    pid = record["provenance"]["pid"]
+    deadline = time.monotonic() + 60
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

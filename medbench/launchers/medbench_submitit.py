@@ -136,7 +136,16 @@ class _BenchmarkLaunch(_Base):
 
 
 class LocalLauncher(_BenchmarkLaunch, _LocalBase):
-    """``submitit_local`` for ``launcher=isolated``: one fresh process per point, GPUs kept visible."""
+    """``submitit_local`` for ``launcher=isolated``: one fresh process per point, GPUs kept visible, and a point
+    whose sweep process died (killed, the terminal closed) stops instead of timing on as an orphan."""
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        os.environ[_PARENT_ENV] = _process_identity(os.getpid())  # inherited by submitit's controller and jobs
+        return super().launch(job_overrides, initial_job_idx)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
+        _watch_parent(os.environ.get(_PARENT_ENV))
+        return super().__call__(*args, **kwargs)
 
     def _executor_params(self) -> dict[str, Any]:
         params = super()._executor_params()
@@ -190,6 +199,60 @@ def _squeue_state(job_id: str) -> str | None:
     if any(jid.startswith(f"{array}_[") for jid, _ in rows):  # array tasks not yet started (one folded row)
         return "PENDING"
     return "GONE" if task or not rows else rows[0][1]
+
+
+_PARENT_ENV = "MEDBENCH_SWEEP_PROCESS"
+
+
+def _process_identity(pid: int) -> str:
+    """``pid:start time``, so a recycled pid is not mistaken for the sweep process."""
+    import psutil
+
+    return f"{pid}:{psutil.Process(pid).create_time():.3f}"
+
+
+def _watch_parent(identity: str | None, poll_s: float = 1.0, grace_s: float = 30.0) -> None:
+    """In an isolated point's process: a daemon thread that, once the sweep process is gone, interrupts the
+    main thread (the runner records the point as ``interrupted``) and ends the process if it is still there
+    ``grace_s`` later. Linux also gets ``PR_SET_PDEATHSIG`` for the direct parent (submitit's controller)."""
+    import threading
+    import _thread
+
+    _pdeathsig(signal.SIGTERM)
+    if not identity or ":" not in identity:
+        return
+
+    def alive() -> bool:
+        import psutil
+
+        pid = int(identity.split(":")[0])
+        try:
+            return _process_identity(pid) == identity and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except (psutil.Error, ValueError):
+            return False
+
+    def watch() -> None:
+        while alive():
+            time.sleep(poll_s)
+        log.error("medbench: the sweep process (%s) is gone: stopping this point", identity.split(":")[0])
+        _thread.interrupt_main()
+        time.sleep(grace_s)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="medbench-parent-watch", daemon=True).start()
+
+
+def _pdeathsig(signum: int) -> None:
+    """Linux: ask the kernel to send ``signum`` when the parent process dies (no-op elsewhere)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signum), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def _time_limit_near(signum: int, frame: Any) -> None:

@@ -170,3 +170,47 @@ def test_isolated_point_stops_when_the_sweep_process_is_killed(tmp_path: Path) -
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_kill_9_of_an_isolated_worker_is_a_crash_with_a_useful_cause(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import re
+
+    proc = start(["-m", "launcher=isolated", "device=cpu", *LONG, "hydra.sweep.dir=sweep"], tmp_path)
+    sweep = tmp_path / "sweep"
+    deadline = time.monotonic() + 240
+    pid = None
+    while time.monotonic() < deadline and pid is None:
+        logs = list(sweep.glob(".submitit/*/*_log.err"))
+        text = logs[0].read_text(errors="replace") if logs else ""
+        m = re.search(r"medbench: point process pid (\d+)", text)
+        pid = int(m.group(1)) if m and "timing " in text else None
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.5)
+    assert pid, "the isolated point never started timing"
+    os.kill(pid, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-3000:]
+    crashed = load_dir(sweep).crashed
+    assert [r["status"] for r in crashed] == ["crashed"]
+    message = crashed[0]["error"]["message"]
+    assert crashed[0]["error"]["type"] in ("crash", "oom")
+    assert "Loading pickle" not in message, message
+    assert ("died without a word" in message and "timing baseline" in message) or "Killed process" in message, message
+
+
+def test_oom_evidence_types_the_point(tmp_path: Path) -> None:
+    from medbench.results.crashes import crashed_record, oom_kills
+    from medbench.results.store import error_block
+
+    events = tmp_path / "memory.events"
+    events.write_text("low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n")
+    assert oom_kills(events) == 2
+    run_dir = tmp_path / "sweep" / "0"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- batch=64\n")
+    (run_dir / "crash.json").write_text(json.dumps({"type": "oom", "message": "killed: out of memory (oom_kill 1 -> 2)"}))
+    record = crashed_record(run_dir, tmp_path / "sweep")
+    assert record["error"]["type"] == "oom" and "out of memory" in record["error"]["message"]
+    assert error_block(MemoryError())["type"] == "oom"
+    assert error_block(RuntimeError("[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory"))["type"] == "oom"

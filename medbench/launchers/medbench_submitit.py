@@ -26,6 +26,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -65,6 +66,7 @@ class _BenchmarkLaunch(_Base):
         import submitit
 
         signal.signal(submitit.JobEnvironment._usr_sig(), _time_limit_near)
+        print(f"medbench: point process pid {os.getpid()}", file=sys.stderr, flush=True)  # for the kernel log look-up
         return super().__call__(*args, **kwargs)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
@@ -86,6 +88,9 @@ class _BenchmarkLaunch(_Base):
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
         job_params = [(list(o), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
                       for idx, o in zip(indices, job_overrides)]
+        from medbench.results.crashes import oom_kills
+
+        self._oom_kills = oom_kills()  # the cgroup's OOM-kill count before these points ran
         jobs = executor.map_array(self, *zip(*job_params))
         return [self._result(job, idx, list(o)) for job, idx, o in zip(jobs, indices, job_overrides)]
 
@@ -99,6 +104,7 @@ class _BenchmarkLaunch(_Base):
         except Exception as exc:  # submitit's UncompletedJobError / FailedJobError: no result came back
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             run_dir = self._ensure_run_dir(job, idx, overrides)
+            _record_oom(run_dir, getattr(self, "_oom_kills", None))
             log.error("medbench: point #%d (%s) died without a result (job %s): %s; logs: %s",
                       idx, " ".join(overrides), job.job_id, reason, job.paths.folder)
             ret = JobReturn(overrides=overrides, status=JobStatus.COMPLETED, working_dir=str(run_dir or ""))
@@ -199,6 +205,21 @@ def _squeue_state(job_id: str) -> str | None:
     if any(jid.startswith(f"{array}_[") for jid, _ in rows):  # array tasks not yet started (one folded row)
         return "PENDING"
     return "GONE" if task or not rows else rows[0][1]
+
+
+def _record_oom(run_dir: Path | None, before: int | None) -> None:
+    """A point died and the cgroup's OOM-kill counter went up meanwhile: say so in the run dir (crash.json)."""
+    from medbench.results.crashes import DEATH_FILE, oom_kills
+    from medbench.results.store import write_json_atomic
+
+    after = oom_kills()
+    if run_dir is None or before is None or after is None or after <= before:
+        return
+    try:
+        write_json_atomic(run_dir / DEATH_FILE, {"type": "oom", "message": f"killed: out of memory (the memory "
+                          f"cgroup's oom_kill count went from {before} to {after} while the point ran)"})
+    except OSError:
+        pass
 
 
 _PARENT_ENV = "MEDBENCH_SWEEP_PROCESS"

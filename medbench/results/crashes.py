@@ -61,15 +61,80 @@ def _log_tail(folder: Path) -> str:
     return "\n".join(texts)
 
 
+# submitit's own bookkeeping lines: never "the cause" of a death
+_BOOKKEEPING = re.compile(r"^submitit (INFO|DEBUG)|Loading pickle|Starting with JobEnvironment|Job completed|"
+                          r"Exiting after successful completion")
+_POINT_PID = re.compile(r"medbench: point process pid (\d+)")
+
+
 def _death(tail: str) -> tuple[str, str] | None:
     """(error.type, message) from a dead job's log tail; the matching log line is quoted."""
     for pattern, kind, what in _DEATHS:
         hits = [ln.strip() for ln in tail.splitlines() if pattern.search(ln)]
         if hits:
             return kind, f"{what}: {hits[-1][:200]}"
-    lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
+    pids = _POINT_PID.findall(tail)
+    kernel = kernel_oom_kill(int(pids[-1])) if pids else None
+    if kernel:
+        return "oom", f"killed by the kernel's OOM killer: {kernel[:200]}"
+    lines = [ln.strip() for ln in tail.splitlines() if ln.strip() and not _BOOKKEEPING.search(ln.strip())]
     errors = [ln for ln in lines if re.search(r"error|exception|killed|signal", ln, re.I)]
-    return ("crash", f"last log line: {(errors or lines)[-1][:200]}") if lines else None
+    if errors:
+        return "crash", f"last error in its log: {errors[-1][:200]}"
+    last = f"; last output: {lines[-1][:160]}" if lines else ""
+    return "crash", ("died without a word (no traceback: a SIGKILL from outside, or an OOM kill the kernel log does "
+                     f"not show here){last}")
+
+
+def oom_kills(events: Path | None = None) -> int | None:
+    """The ``oom_kill`` counter of this process's memory cgroup (v2 ``memory.events``, v1 ``memory.oom_control``)."""
+    candidates = [events] if events is not None else []
+    if events is None:
+        try:
+            for line in Path("/proc/self/cgroup").read_text().splitlines():
+                hier, _, path = line.partition(":")[2].partition(":")
+                if hier == "":
+                    candidates.append(Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events")
+                elif "memory" in hier.split(","):
+                    candidates.append(Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.oom_control")
+        except OSError:
+            return None
+    for path in candidates:
+        try:
+            m = re.search(r"^oom_kill (\d+)", path.read_text(), re.M)
+        except OSError:
+            continue
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def kernel_oom_kill(pid: int) -> str | None:
+    """The kernel log's line about OOM-killing ``pid`` (``dmesg``; None when absent or not readable)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    hits = [ln.strip() for ln in out.stdout.splitlines()
+            if re.search(rf"(Killed process|oom-kill:.*pid=){pid}\b", ln) or re.search(rf"Killed process {pid} ", ln)]
+    return hits[-1] if hits else None
+
+
+DEATH_FILE = "crash.json"  # the launcher's verdict on a dead point (oom from the cgroup counter), beside .hydra/
+
+
+def _death_file(run_dir: Path) -> tuple[str, str] | None:
+    import json
+
+    try:
+        data = json.loads((run_dir / DEATH_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if isinstance(data, dict) and data.get("type") in ("oom", "timeout", "crash") and isinstance(data.get("message"), str):
+        return data["type"], data["message"][:300]
+    return None
 
 
 def crashed_record(run_dir: Path, root: Path | None = None) -> dict[str, Any]:
@@ -87,7 +152,7 @@ def crashed_record(run_dir: Path, root: Path | None = None) -> dict[str, Any]:
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     runtime = config.get("runtime") if isinstance(config.get("runtime"), dict) else {}
     job_id, folder = _submitit_job(run_dir, root or run_dir.parent)
-    death = _death(_log_tail(folder)) if folder is not None else None
+    death = _death_file(run_dir) or (_death(_log_tail(folder)) if folder is not None else None)
     kind, message = death or ("crash", "killed, timed out or crashed")
     where = f" (job {job_id}, log {folder})" if folder is not None else ""  # no submitit: Hydra's job number only
     return {"status": "crashed", "error": {"type": kind, "message": f"no result.json: {message}{where}"},

@@ -149,7 +149,7 @@ def provenance() -> dict[str, Any]:
 def error_block(exc: BaseException) -> dict[str, Any]:
     """SPEC §4 ``error``: a type word, the one-line message, and (for bugs) the traceback."""
     name = type(exc).__name__
-    kind = "oom" if "OutOfMemory" in name else getattr(exc, "kind", None) if isinstance(exc, MedbenchError) else None
+    kind = "oom" if "OutOfMemory" in name or isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) else getattr(exc, "kind", None) if isinstance(exc, MedbenchError) else None
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
     block = {"type": kind or name, "exception": name, "message": message}
     if not isinstance(exc, MedbenchError):

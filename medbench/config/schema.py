@@ -41,7 +41,7 @@ class ModelConfig:
 
 @dataclass
 class InputConfig:
-    """Where the timed images come from (SPEC §6)."""
+    """Where the timed images come from."""
 
     kind: str = "synthetic"  # synthetic | assets | folder | dataset
     path: Optional[str] = None  # folder: directory of images

@@ -1,4 +1,4 @@
-"""Hydra's submitit launchers, adjusted for benchmark sweeps (SPEC §12).
+"""Hydra's submitit launchers, adjusted for benchmark sweeps.
 
 ``launcher=isolated`` and ``hydra/launcher=slurm`` use these subclasses of the hydra-submitit-launcher
 plugin's launchers. They submit exactly as the plugin does (one submitit job per sweep point) and

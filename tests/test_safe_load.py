@@ -42,7 +42,24 @@ def test_allow_list_is_computed_from_the_module_tree() -> None:
     names = {f"{g.__module__}.{g.__qualname__}" for g in allowed_globals() if isinstance(g, type)}
     assert {"medbench.models.modules.ECA", "ultralytics.nn.modules.block.C2f", "torch.nn.modules.conv.Conv2d",
             "torchvision.models.resnet.ResNet"} <= names
-    assert not any(n.startswith(("os.", "posix.", "subprocess.", "builtins.")) for n in names)
+    assert not any(n.startswith(("os.", "posix.", "subprocess.", "builtins.", "ultralytics.nn.autobackend")) for n in names)
+
+
+def test_a_checkpoint_cannot_construct_a_loader_class(tmp_path: Path) -> None:
+    # the restricted unpickler calls allowed classes (REDUCE): AutoBackend(path) would load a second file unsafely
+    import pickle
+
+    class Call:
+        def __reduce__(self):
+            from ultralytics.nn.autobackend import AutoBackend
+            return (AutoBackend, (str(tmp_path / "second.pt"),))
+
+    ckpt = tmp_path / "chain.pt"
+    with open(ckpt, "wb") as fh:
+        pickle.dump({"model": Call()}, fh, protocol=2)
+    with pytest.raises(ModelError) as err:
+        build_model(spec(ckpt))
+    assert "AutoBackend" in str(err.value) and "model.trust_weights" in str(err.value)
 
 
 def test_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path: Path) -> None:

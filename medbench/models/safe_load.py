@@ -4,7 +4,8 @@ A pickle can call any importable function while it loads (``__reduce__`` → ``o
 unpickles with torch's restricted unpickler, which builds only tensors, plain containers and the globals
 allowed here:
 
-* every ``nn.Module`` class defined under ``torch.nn.modules``, ``ultralytics.nn``, ``torchvision.models``,
+* every ``nn.Module`` class defined under ``torch.nn.modules``, ``ultralytics.nn.modules`` / ``.tasks``,
+  ``torchvision.models``,
   ``torchvision.ops`` and ``medbench.models`` (computed from the imported module tree, not a hand list),
   plus the classes of the modules the user names in ``model.imports``;
 * the plain types Ultralytics keeps beside the model (``train_args`` / ``train_metrics``): paths,
@@ -38,7 +39,10 @@ from torch import nn
 from medbench.errors import ModelError
 
 # Packages whose nn.Module classes a checkpoint may hold without an opt-in (prefixes of ``cls.__module__``).
-TRUSTED_MODULE_ROOTS = ("torch.nn.modules", "ultralytics.nn", "torchvision.models", "torchvision.ops", "medbench.models")
+# Not all of ``ultralytics.nn``: the restricted unpickler may *call* an allowed class, and AutoBackend(path) or the
+# text models load further files or weights when constructed. The layers and the task models only build layers.
+TRUSTED_MODULE_ROOTS = ("torch.nn.modules", "ultralytics.nn.modules", "ultralytics.nn.tasks", "torchvision.models",
+                        "torchvision.ops", "medbench.models")
 _TRUSTED_PACKAGES = ("torch.nn", "ultralytics.nn.tasks", "ultralytics.nn.modules", "torchvision.models",
                      "torchvision.ops", "medbench.models.modules")
 # Old Ultralytics module paths → today's (what ``ultralytics.nn.tasks.torch_safe_load`` maps).

@@ -149,3 +149,18 @@ def test_import_medbench_models_registers_eca_for_ultralytics(tmp_path: Path) ->
         """, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "3"
+
+
+def test_legacy_ultralytics_names_load_as_todays_classes(tmp_path: Path) -> None:
+    """Ultralytics 8.0.x pickled ``ultralytics.nn.modules.Conv`` and ``ultralytics.yolo.utils.*``: aliases, no import."""
+    from ultralytics.nn.modules.conv import Conv
+
+    path = tmp_path / "old.pt"
+    Conv.__module__ = "ultralytics.nn.modules"  # pickle it under the old package-level name
+    try:
+        torch.save({"model": torch.nn.Sequential(Conv(3, 8))}, path)
+    finally:
+        Conv.__module__ = "ultralytics.nn.modules.conv"
+    assert "ultralytics.nn.modules.Conv" in torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    lm = build_model(spec(path, kind="torchvision"))
+    assert type(lm.module[0]) is Conv

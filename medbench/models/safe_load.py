@@ -122,6 +122,8 @@ def allowed_globals(user_modules: Iterable[types.ModuleType] = ()) -> list[Any]:
         for old, new in _LEGACY_MODULES.items():
             if cls.__module__.startswith(new + "."):
                 aliases.append((cls, f"{old}{cls.__module__[len(new):]}.{cls.__qualname__}"))
+        if cls.__module__.startswith("ultralytics.nn.modules."):  # Ultralytics 8.0.x pickled the package-level names
+            aliases.append((cls, f"ultralytics.nn.modules.{cls.__qualname__}"))
     out = [*classes, *aliases, *_plain_types()]
     if torch.torch_version.TorchVersion(torch.__version__) < (2, 6):  # (obj, "name") aliases arrived in torch 2.6
         out = [g for g in out if not isinstance(g, tuple)]

@@ -165,7 +165,7 @@ def compile_stats(module: torch.nn.Module) -> dict[str, Any]:
         from torch._dynamo.eval_frame import _debug_get_cache_entry_list
 
         codes = {type(m).forward.__code__ for m in module.modules()}
-        extra = {c.co_qualname: len(_debug_get_cache_entry_list(c)) - 1 for c in codes}
+        extra = {c.co_qualname.split(".<locals>.")[-1]: len(_debug_get_cache_entry_list(c)) - 1 for c in codes}
         recompiled: dict[str, int] | None = {name: n for name, n in sorted(extra.items()) if n > 0}
     except Exception:  # a torch without this debug hook: unknown, not zero
         recompiled = None

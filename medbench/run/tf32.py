@@ -18,7 +18,10 @@ ATen does (op → backend "all" → generic: ``Context::float32Precision``), and
   checks that the two agree and raises otherwise, so writing only the new one would break every fp32
   matmul on a GPU.
 
-Everything touched is restored from the raw values read before (``apply`` is a context manager).
+Everything touched is restored from the raw values read before (``apply`` is a context manager). One
+value cannot be read back: the legacy matmul precision, when a process mixed the two APIs so that
+``torch.get_float32_matmul_precision()`` raises; then the new API's values are restored exactly and the
+legacy one is left as the matmul setter left it (agreeing with the matmul setting medbench applied).
 """
 
 from __future__ import annotations

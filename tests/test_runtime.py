@@ -73,7 +73,12 @@ def test_cpu_record_has_telemetry_block(medbench_cli, tmp_path):
     assert tel["throttled"] is None and tel["throttle_reasons"] is None
     assert tel["loadavg_1m_before"] >= 0 and tel["loadavg_1m_after"] >= 0
     assert isinstance(tel["loaded"], bool) and tel["other_cpu_cores"] >= 0 and tel["cpu_cores"] >= 1
-    assert rec["memory"]["nvml_used_MB"] is None and rec["memory"]["peak_gpu_mem_MB"] is None
+    assert tel["energy_J"] is None and tel["energy_per_image_J"] is None and tel["host_samples_ms"] is None
+    assert tel["throttle_share"] is None and tel["other_gpu_processes"] is None and tel["loop_s"] > 0
+    mem = rec["memory"]
+    assert mem["nvml_used_MB"] is None and mem["peak_gpu_mem_MB"] is None and mem["working_MB"] is None
+    assert mem["input_MB"] == pytest.approx(3 * 64 * 64 * 4 / 2**20)  # one synthetic fp32 batch, preloaded
+    assert rec["provenance"]["gpu_lock"] is None and rec["env"]["gpu_name"] is None
     cold = rec["cold_start"]
     assert cold["compile_ms"] is None and cold["cuda_graph_capture_ms"] is None and cold["first_forward_ms"] > 0
     thr = rec["throughput"]

@@ -146,6 +146,7 @@ class Probe:
         cpu_after = _cpu_busy_s()
         after = gpu_snapshot(self.handle)
         return {
+            **empty_block(),  # every key, also those the runner fills later (host times, energy per image)
             "device": gpu_identity(self.handle, self.mig_uuid),
             "before": self.before,
             "after": after,

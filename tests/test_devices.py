@@ -95,3 +95,22 @@ def test_lock_is_a_filelock_that_names_its_holder(tmp_path):
         assert oct(tmp_path.stat().st_mode & 0o7777) == "0o1777"
     with exclusive_lock("gpu-test", tmp_path):  # released: taken again at once
         pass
+
+
+def test_env_describes_the_timed_device_only():
+    from medbench.results.store import gpu_env
+
+    cpu = gpu_env(torch.device("cpu"))
+    assert cpu["gpu_name"] is None and cpu["gpu_uuid"] is None  # a CPU job has no timed GPU
+    missing = gpu_env(torch.device("cuda", 64))  # a job that asked for a GPU that is not there: no crash
+    assert missing["gpu_name"] is None and missing["gpu_count"] == torch.cuda.device_count()
+
+
+@pytest.mark.gpu
+def test_env_of_the_last_gpu():
+    from medbench.results.store import gpu_env
+    from medbench.run.nvml import torch_uuid
+
+    last = torch.cuda.device_count() - 1
+    env = gpu_env(torch.device("cuda", last))
+    assert env["gpu_name"] == torch.cuda.get_device_name(last) and env["gpu_uuid"] == torch_uuid(last)

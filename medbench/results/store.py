@@ -77,8 +77,8 @@ def gpu_env(device: Any = None) -> dict[str, Any]:
 
     has_cuda = torch.cuda.is_available()
     device = torch.device("cuda", 0) if device is None and has_cuda else device
-    timed = has_cuda and getattr(device, "type", None) == "cuda"
-    index = (device.index or 0) if timed else None
+    index = (device.index or 0) if has_cuda and getattr(device, "type", None) == "cuda" else None
+    timed = index is not None and index < torch.cuda.device_count()  # a job that asked for a missing GPU: none
     return {
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,

@@ -454,3 +454,33 @@ def test_telemetry_warnings():
                                     "loaded": True, "other_cpu_cores": 1.2, "cpu_cores": 2})
     assert any("SwPowerCap" in w and "5.0% of the loop" in w for w in warnings)
     assert any("machine loaded" in w for w in warnings)
+
+
+def test_gpu_lock_wraps_placement_preloading_and_the_loop(compose_cfg, tmp_path, monkeypatch):
+    """The lock is taken right after the device is resolved: model placement and input preloading (host-to-device
+    copies, context creation) happen inside it, as do the timed loop and its telemetry."""
+    import contextlib
+
+    from medbench.run import runner
+
+    events = []
+
+    @contextlib.contextmanager
+    def recording_lock(device):
+        events.append(("lock", str(device)))
+        yield None
+        events.append(("unlock", str(device)))
+
+    def spy(name, fn):
+        def wrapped(*args, **kwargs):
+            events.append((name, None))
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(runner, "exclusive_gpu", recording_lock)
+    monkeypatch.setattr(runner, "_load_model", spy("place", runner._load_model))
+    monkeypatch.setattr(runner, "_load_inputs", spy("preload", runner._load_inputs))
+    monkeypatch.setattr(runner, "measure", spy("loop", runner.measure))
+    rec = runner.run_job(to_job(compose_cfg(*QUICK, "device=cpu")), list_dir=tmp_path)
+    assert rec["status"] == "ok", rec["error"]
+    assert [e[0] for e in events] == ["lock", "place", "preload", "loop", "unlock"]

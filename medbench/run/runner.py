@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -231,8 +232,7 @@ def _fill_measurement(record: dict[str, Any], m: Any, batch: int) -> None:
     record["samples_ms"] = m.samples_ms
     tel = record["telemetry"]
     if m.host_samples_ms:
-        tel.update(host_samples_ms=m.host_samples_ms, host_median_ms=stats.summarize(m.host_samples_ms, batch)[
-            "latency"]["p50_ms"])
+        tel.update(host_samples_ms=m.host_samples_ms, host_median_ms=statistics.median(m.host_samples_ms))
     if tel.get("energy_J") is not None and m.samples_ms:
         tel["energy_per_image_J"] = tel["energy_J"] / (len(m.samples_ms) * batch)
     record["metadata"]["timer"] = m.timer

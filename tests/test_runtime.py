@@ -113,15 +113,24 @@ def test_compile_time_is_reported_apart_from_the_samples(compose_cfg, tiny_class
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:dynamo_pgo force disabled")
-def test_a_failing_compile_is_one_line(compose_cfg, tiny_classifier_yaml, tmp_path, monkeypatch):
-    import torch._inductor.config as inductor_config
+def test_a_failing_compile_is_one_line(compose_cfg, tiny_classifier_yaml, tmp_path):
+    import functools
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, str(tmp_path / "no-such-compiler")))
-    monkeypatch.setattr(inductor_config, "force_disable_caches", True)
+    import torch._inductor.config as inductor_config
+    import torch._inductor.cpp_builder as cpp_builder
+
     job = to_job(compose_cfg("device=cpu", "imgsz=32", "iters=quick", f"model.cfg={tiny_classifier_yaml}",
                              "model.task=classify",
                              "model.name=tiny", "runtime.compile=default"))
-    rec = run_job(job, list_dir=tmp_path)
+    # inductor's own patch(): monkeypatch's undo deletes config attributes it read through __getattr__
+    try:
+        with inductor_config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-compiler")),
+                                    "force_disable_caches": True}):
+            rec = run_job(job, list_dir=tmp_path)
+    finally:  # inductor caches what it found about the (missing) compiler: forget it for later compiles
+        for value in list(vars(cpp_builder).values()):
+            if isinstance(value, functools._lru_cache_wrapper):
+                value.cache_clear()
     assert rec["status"] == "failed" and rec["error"]["type"] == "device"
     assert rec["error"]["message"].startswith("torch.compile(mode=default) failed on cpu")
     assert "\n" not in rec["error"]["message"] and "traceback" not in rec["error"]

@@ -493,3 +493,47 @@ def test_gpu_lock_wraps_placement_preloading_and_the_loop(compose_cfg, tmp_path,
     rec = runner.run_job(to_job(compose_cfg(*QUICK, "device=cpu")), list_dir=tmp_path)
     assert rec["status"] == "ok", rec["error"]
     assert [e[0] for e in events] == ["lock", "place", "preload", "loop", "unlock"]
+
+
+# ---------------------------------------------------------------- channels_last default = Ultralytics' predict()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("cpu", "x86_64", "Linux", True), True), (("cpu", "AMD64", "Windows", True), True),
+    (("cuda", "x86_64", "Linux", True), False), (("cpu", "aarch64", "Linux", True), False),
+    (("cpu", "x86_64", "Darwin", True), False), (("cpu", "x86_64", "Linux", False), False),
+])
+def test_channels_last_rule_mirrors_autobackend(args, expected):
+    from medbench.run.runtime import channels_last_rule
+
+    assert channels_last_rule(*args) is expected
+
+
+def test_default_memory_format_is_what_predict_uses():
+    """Ultralytics' own AutoBackend (what predict() runs) decides the memory format of the same model here;
+    medbench's null default must come out the same, and explicit values win."""
+    from ultralytics.nn.autobackend import AutoBackend
+
+    from medbench.config.schema import ModelConfig
+    from medbench.models import build_model
+    from medbench.run.runtime import effective_channels_last
+
+    cpu = torch.device("cpu")
+    backend = AutoBackend(model=build_model(ModelConfig(name="n", cfg="yolov8n.yaml")).module, device=cpu,
+                          verbose=False)
+    weight = next(p for p in backend.model.parameters() if p.dim() == 4)
+    predict_cl = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert effective_channels_last(None, cpu, "ultralytics") is predict_cl
+    assert effective_channels_last(None, cpu, "torchvision") is False
+    assert effective_channels_last(False, cpu, "ultralytics") is False
+    assert effective_channels_last(True, cpu, "torchvision") is True
+
+
+def test_default_channels_last_is_recorded_as_effective(compose_cfg, tmp_path):
+    from medbench.run.runtime import effective_channels_last
+
+    rec = run_job(to_job(compose_cfg(*QUICK, "device=cpu")), list_dir=tmp_path)
+    assert rec["status"] == "ok", rec["error"]
+    runtime = rec["metadata"]["runtime"]
+    assert runtime["channels_last_requested"] is None
+    assert runtime["channels_last"] is effective_channels_last(None, torch.device("cpu"), "ultralytics")

@@ -65,7 +65,7 @@ class RuntimeConfig:
     """Device-side settings; all recorded in the JSON and sweepable."""
 
     precision: str = "fp32"  # fp32 | fp16 | bf16
-    channels_last: bool = False
+    channels_last: Optional[bool] = None  # null: as Ultralytics' predict() (channels_last on x86 CPUs, 8.4+)
     cudnn_benchmark: bool = False
     tf32: Optional[bool] = None  # shorthand for tf32_conv and tf32_matmul (null: PyTorch's settings stay as they are)
     tf32_conv: Optional[bool] = None  # TF32 in fp32 cuDNN convolutions (null: leave PyTorch's setting; its default is on)

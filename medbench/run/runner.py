@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -21,7 +22,7 @@ from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
 from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
 from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, compile_stats, cuda_bf16_mode, dtype_for,
-                                  place_batch, place_model, runtime_settings, time_compilation)
+                                  effective_channels_last, place_batch, place_model, runtime_settings, time_compilation)
 from medbench.config.schema import Job
 from medbench.run.telemetry import Probe, empty_block
 from medbench.run.timing import Measurement, clean_start, measure, time_once
@@ -67,6 +68,9 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
     device = resolve_device(job.device)
     meta["device"] = str(device)
     mode = check_runtime(job.runtime, device, job.scope)
+    channels_last = effective_channels_last(job.runtime.channels_last, device, job.model.kind)
+    meta["runtime"].update(channels_last=channels_last, channels_last_requested=job.runtime.channels_last)
+    job = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, channels_last=channels_last))
     # The GPU is ours from here: its context, placement, preloading and compilation disturb another process's
     # timed loop too.
     with exclusive_gpu(device) as held, runtime_settings(job.runtime, device) as applied:

@@ -23,8 +23,10 @@ Two options change *what* is timed, and each has a one-off preparation cost that
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import logging
+import platform
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -67,6 +69,30 @@ def dtype_for(precision: str, device: torch.device) -> torch.dtype:
     if dtype is torch.bfloat16 and device.type == "cuda" and cuda_bf16_mode(device) is None:
         raise DeviceError(f"precision=bf16 is not supported by {torch.cuda.get_device_name(device)}")
     return dtype
+
+
+def channels_last_rule(device_type: str, machine: str, system: str, onednn: bool) -> bool:
+    """Ultralytics' ``AutoBackend`` default (8.4+): channels_last for PyTorch models on x86 CPUs with oneDNN
+    under Linux or Windows; contiguous on CUDA and elsewhere."""
+    return device_type == "cpu" and machine in ("AMD64", "x86_64") and onednn and system in ("Linux", "Windows")
+
+
+def effective_channels_last(requested: bool | None, device: torch.device, model_kind: str) -> bool:
+    """``runtime.channels_last``: as given, or (null) what the installed Ultralytics' ``predict()`` would use
+    for an Ultralytics model (its ``AutoBackend`` has a ``channels_last`` default since 8.4), else False."""
+    if requested is not None:
+        return requested
+    if model_kind != "ultralytics":
+        return False
+    try:
+        from ultralytics.nn.autobackend import AutoBackend
+
+        if "channels_last" not in inspect.signature(AutoBackend.__init__).parameters:
+            return False  # an older Ultralytics: predict() keeps the contiguous format
+    except Exception:
+        return False
+    onednn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
+    return channels_last_rule(device.type, platform.machine(), platform.system(), onednn)
 
 
 def compile_mode(value: Any) -> str | None:

@@ -81,6 +81,11 @@ def test_timed_device_is_the_one_recorded(compose_cfg, tmp_path):
     assert rec["provenance"]["gpu_lock"]["key"].endswith(nvml.bare_uuid(rec["env"]["gpu_uuid"]))
 
 
+def test_default_memory_format_on_gpu_is_contiguous_like_predict(compose_cfg, tmp_path):
+    runtime = gpu_run(compose_cfg, tmp_path)["metadata"]["runtime"]
+    assert runtime["channels_last"] is False and runtime["channels_last_requested"] is None
+
+
 def test_end_to_end_has_no_pipelined_pass(compose_cfg, tmp_path):
     rec = gpu_run(compose_cfg, tmp_path, "scope=end_to_end", "input=assets")
     assert rec["throughput"]["pipelined_ms"] is None and rec["throughput"]["fps_pipelined"] is None

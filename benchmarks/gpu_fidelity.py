@@ -14,6 +14,14 @@ Prints, for the given device:
    ``run_job``: p50 latency, fps_p50, fps_pipelined, peak memory, throttled flag, and for eager rows
    the p50 of an independent bare loop over the same model built the same way. On CPU the
    fp16 and CUDA-graph rows are skipped (they need CUDA).
+4. medbench's default fp32 run vs Ultralytics' own ``predict()`` on the same model YAML and size
+   (``speed["inference"]``: Ultralytics' host timer with a sync), rounds interleaved: the default must
+   time what a user's ``predict()`` runs (same TF32 settings; medbench leaves PyTorch's alone).
+
+TF32 is the same on both sides of every comparison: medbench's jobs here leave PyTorch's settings as
+they are, and ``--tf32 on|off`` sets them for the whole process (bare loops, ``predict()`` and
+medbench alike); ``--tf32 leave`` (default) keeps PyTorch's defaults (convolutions TF32, matmuls not).
+The header prints the effective values.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from medbench.run import tf32  # noqa: E402
 from medbench.run.devices import resolve_device  # noqa: E402
 from medbench.models import build_model, prepare_for_inference  # noqa: E402
 from medbench.results.store import gpu_env  # noqa: E402
@@ -91,7 +100,7 @@ def run(job: Job, list_dir: Path) -> dict:
 
 
 def header(device: torch.device) -> None:
-    env = gpu_env()
+    env = gpu_env(device)
     print(f"torch {torch.__version__} · CUDA {env['cuda']} · cuDNN {env['cudnn']} · python {platform.python_version()}")
     if device.type == "cuda":
         idx = device.index or 0
@@ -100,6 +109,8 @@ def header(device: torch.device) -> None:
     else:
         print(f"CPU {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
               f"torch threads {torch.get_num_threads()}")
+    eff = tf32.effective()
+    print(f"TF32 (both sides): conv {eff['tf32_conv']} · matmul {eff['tf32_matmul']} (via {eff['tf32_api']} API)")
 
 
 # ------------------------------------------------------------------ the three parts
@@ -170,6 +181,33 @@ def part_table(args, device: torch.device, list_dir: Path) -> None:
                       f"{str(rec['telemetry']['throttled']):>9}")
 
 
+def part_ultralytics(args, device: torch.device, list_dir: Path) -> None:
+    import numpy as np
+    from ultralytics import YOLO
+
+    yolo = YOLO(args.model)  # random init from the YAML, like medbench's model
+    image = (np.random.default_rng(0).random((args.imgsz, args.imgsz, 3)) * 255).astype(np.uint8)
+    kw = {"imgsz": args.imgsz, "device": "cpu" if device.type == "cpu" else str(device.index or 0),
+          "verbose": False}
+    for _ in range(args.warmup):
+        yolo.predict(image, **kw)
+    ours, theirs, host = [], [], []
+    for r in range(args.rounds):
+        for side in ("ultralytics", "medbench") if r % 2 == 0 else ("medbench", "ultralytics"):
+            if side == "ultralytics":
+                theirs += [yolo.predict(image, **kw)[0].speed["inference"] for _ in range(args.iters)]
+            else:
+                rec = run(job_for(args, str(device), 1), list_dir)
+                ours.append(rec["latency"]["p50_ms"])
+                host.append(rec["telemetry"].get("host_median_ms") or rec["latency"]["p50_ms"])
+    mt, mo, mh = statistics.median(theirs), statistics.median(ours), statistics.median(host)
+    print(f"\n(4) medbench default fp32 vs Ultralytics predict(): {args.model} @ {args.imgsz}, batch 1, "
+          f"{args.rounds} interleaved rounds")
+    print(f"    predict inference median {mt:.4f} ms · medbench p50 {mo:.4f} ms (host {mh:.4f} ms) · "
+          f"ratio medbench/predict {mo / mt:.4f} (host {mh / mt:.4f}; predict's inference figure is the "
+          f"model call with a sync, pre- and postprocessing apart)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="0", help="0, cuda:1, cpu (Ultralytics meaning)")
@@ -179,20 +217,24 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=100, help="iterations per round (runs: 2x)")
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 8])
-    parser.add_argument("--parts", default="123", help="which parts to run, e.g. 12")
+    parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 12")
+    parser.add_argument("--tf32", choices=("leave", "on", "off"), default="leave",
+                        help="TF32 for the whole process, both sides alike (leave: PyTorch's defaults)")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    header(device)
-    with TemporaryDirectory() as tmp:
+    with tf32.apply(tf32={"leave": None, "on": True, "off": False}[args.tf32]), TemporaryDirectory() as tmp:
+        header(device)
         if "1" in args.parts:
             part_engine(args, device)
         if "2" in args.parts:
             part_repeat(args, device, Path(tmp))
         if "3" in args.parts:
             part_table(args, device, Path(tmp))
+        if "4" in args.parts:
+            part_ultralytics(args, device, Path(tmp))
 
 
 if __name__ == "__main__":

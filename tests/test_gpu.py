@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import QUICK, only_result
-from medbench.run import telemetry
+from medbench.run import nvml, telemetry, tf32
 from medbench.run.runner import run_job
 from medbench.run.runtime import CudaGraphStep
 from medbench.config.schema import to_job
@@ -24,7 +24,7 @@ def gpu_run(compose_cfg, tmp_path, *overrides: str) -> dict:
 
 
 def needs_nvml() -> None:
-    if telemetry._nvml() is None:
+    if nvml._nvml() is None:
         pytest.skip("NVML (nvidia-ml-py) is not usable on this machine")
 
 
@@ -42,12 +42,54 @@ def test_fp16_run_on_cuda(medbench_cli, tmp_path):
 def test_bf16_channels_last_cudnn_tf32_on_cuda(compose_cfg, tmp_path):
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
+    before = tf32.snapshot()
     rec = gpu_run(compose_cfg, tmp_path, "runtime.precision=bf16", "runtime.channels_last=true",
                   "runtime.cudnn_benchmark=true", "runtime.tf32=true")
     runtime = rec["metadata"]["runtime"]
-    assert rec["metadata"]["input_dtype"] == "bfloat16"
-    assert runtime["channels_last"] and runtime["cudnn_benchmark"] and runtime["tf32"]
-    assert torch.backends.cudnn.benchmark is False and torch.backends.cuda.matmul.allow_tf32 is False  # restored
+    assert rec["metadata"]["input_dtype"] == "bfloat16" and runtime["bf16_emulated"] is (
+        torch.cuda.get_device_capability(0)[0] < 8)
+    assert runtime["channels_last"] and runtime["cudnn_benchmark"] and runtime["tf32_conv"] and runtime["tf32_matmul"]
+    assert torch.backends.cudnn.benchmark is False and tf32.snapshot() == before  # restored
+
+
+def test_fp32_default_keeps_pytorch_tf32_and_a_matmul_runs_with_tf32_on(compose_cfg, tmp_path):
+    """cuBLAS checks that the legacy and new matmul settings agree: medbench's matmul setter writes both."""
+    rec = gpu_run(compose_cfg, tmp_path, "runtime.tf32_matmul=true")
+    assert rec["metadata"]["runtime"]["tf32_matmul"] is True
+    x = torch.randn(64, 64, device="cuda")
+    with tf32.apply(tf32_matmul=True):
+        torch.testing.assert_close(x @ x, (x.double() @ x.double()).float(), rtol=5e-2, atol=5e-2)
+    default = gpu_run(compose_cfg, tmp_path)["metadata"]["runtime"]
+    assert (default["tf32_conv"], default["tf32_matmul"]) == (tf32.effective()["tf32_conv"],
+                                                              tf32.effective()["tf32_matmul"])
+
+
+def test_compiled_detect_model_on_gpu_has_no_breaks(compose_cfg, tmp_path):
+    rec = gpu_run(compose_cfg, tmp_path, "runtime.compile=default")
+    cold = rec["cold_start"]
+    assert cold["graph_breaks"] == 0 and cold["recompiles"] == 0 and cold["compiled_graphs"] == 1
+    assert cold["first_forward_ms"] < cold["compile_ms"]  # no recompilation leaked into the first forward
+
+
+def test_timed_device_is_the_one_recorded(compose_cfg, tmp_path):
+    last = torch.cuda.device_count() - 1
+    rec = run_job(to_job(compose_cfg(*QUICK, f"device=cuda:{last}")), list_dir=tmp_path)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["metadata"]["device"] == f"cuda:{last}"
+    assert rec["env"]["gpu_name"] == torch.cuda.get_device_name(last)
+    assert rec["env"]["gpu_uuid"] == nvml.torch_uuid(last)
+    assert rec["provenance"]["gpu_lock"]["key"].endswith(nvml.bare_uuid(rec["env"]["gpu_uuid"]))
+
+
+def test_default_memory_format_on_gpu_is_contiguous_like_predict(compose_cfg, tmp_path):
+    runtime = gpu_run(compose_cfg, tmp_path)["metadata"]["runtime"]
+    assert runtime["channels_last"] is False and runtime["channels_last_requested"] is None
+
+
+def test_end_to_end_has_no_pipelined_pass(compose_cfg, tmp_path):
+    rec = gpu_run(compose_cfg, tmp_path, "scope=end_to_end", "input=assets")
+    assert rec["throughput"]["pipelined_ms"] is None and rec["throughput"]["fps_pipelined"] is None
+    assert all(len(v) == len(rec["samples_ms"]) for v in [rec["samples_ms"]])
 
 
 def test_cuda_graphs_run_records_samples_and_pipelined_figure(compose_cfg, tmp_path):
@@ -90,15 +132,25 @@ def test_telemetry_before_and_after_on_gpu(compose_cfg, tmp_path):
         assert isinstance(snap["throttle_reasons"], list)
     assert isinstance(tel["throttled"], bool) and isinstance(tel["throttle_reasons"], list)
     # device 0: torch and NVML agree on which GPU it is
-    assert telemetry._bare_uuid(tel["device"]["uuid"]) == telemetry._bare_uuid(rec["env"]["gpu_uuid"])
+    assert nvml.bare_uuid(tel["device"]["uuid"]) == nvml.bare_uuid(rec["env"]["gpu_uuid"])
+    assert tel["throttle_basis"] in ("clock_event_counters", "reason_snapshots") and tel["loop_s"] > 0
+    assert tel["throttle_share"] is None or 0 <= tel["throttle_share"] <= 1
+    assert tel["energy_J"] is None or tel["energy_per_image_J"] == tel["energy_J"] / len(rec["samples_ms"])
+    assert tel["other_gpu_processes"] in (None, 0, 1, 2, 3)  # a shared node may have others: counted, not failed
+    assert len(tel["host_samples_ms"]) == len(rec["samples_ms"]) and tel["host_median_ms"] > 0
     assert rec["env"]["driver"] and rec["env"]["cudnn"]
 
 
 def test_memory_figures_differ_as_documented(compose_cfg, tmp_path):
     needs_nvml()
-    mem = gpu_run(compose_cfg, tmp_path)["memory"]
+    mem = gpu_run(compose_cfg, tmp_path, "batch=2")["memory"]
     assert 0 < mem["peak_gpu_mem_MB"] <= mem["peak_reserved_MB"]
     assert mem["allocated_MB"] <= mem["reserved_MB"]
+    assert mem["input_MB"] == pytest.approx(2 * 3 * 64 * 64 * 4 / 2**20)  # one preloaded fp32 batch
+    assert mem["working_MB"] == pytest.approx(mem["peak_gpu_mem_MB"] - mem["allocated_before_MB"])
+    assert mem["allocated_before_MB"] >= mem["input_MB"]  # weights + inputs were allocated before the loop
+    again = gpu_run(compose_cfg, tmp_path, "batch=2")["memory"]  # same process: no carry-over from the last job
+    assert again["peak_reserved_MB"] == pytest.approx(mem["peak_reserved_MB"], rel=0.25)
     assert mem["nvml_used_MB"] >= mem["reserved_MB"]  # NVML also counts the CUDA context (and other processes)
 
 

@@ -69,5 +69,64 @@ def test_cuda_engine_uses_events_and_pipelines():
     x = torch.randn(256, 256, device="cuda")
     m = measure(lambda: x @ x, device="cuda:0", warmup=3, iters=20)
     assert m.timer == "cuda_event" and len(m.samples_ms) == 20
-    assert m.pipelined_ms is not None and m.pipelined_ms > 0 and m.pipelined_iters == 20
+    assert m.pipelined_ms is not None and m.pipelined_ms > 0 and m.pipelined_iters == 20  # min(20, 100, ~2 s)
+    assert len(m.host_samples_ms) == 20
     assert m.memory["peak_gpu_mem_MB"] is not None and m.memory["reserved_MB"] >= m.memory["allocated_MB"]
+
+
+def test_pipelined_pass_is_capped_by_calls_and_time():
+    from medbench.run.timing import PIPELINED_MAX_CALLS, pipelined_count
+
+    assert pipelined_count(None, []) == 0
+    assert pipelined_count(None, [1.0] * 30) == 30  # as many as were timed ...
+    assert pipelined_count(None, [1.0] * 3000) == PIPELINED_MAX_CALLS  # ... at most 100 ...
+    assert pipelined_count(None, [500.0] * 50) == 4  # ... and about 2 s at the median sample
+    assert pipelined_count(None, [5000.0] * 5) == 1  # at least one call
+    assert pipelined_count(0, [1.0] * 30) == 0 and pipelined_count(500, [1.0] * 30) == 500  # asked: as asked
+
+
+def test_after_loop_runs_between_the_loop_and_anything_else():
+    fn = Counter()
+    seen = []
+    m = measure(fn, warmup=2, iters=5, after_warmup=lambda: seen.append(("warm", fn.calls)),
+                after_loop=lambda: seen.append(("loop", fn.calls)))
+    assert seen == [("warm", 2), ("loop", 7)] and fn.calls == 7
+    assert m.host_samples_ms is None and m.pipelined_iters is None  # CPU: the samples are host times
+    assert m.memory["working_MB"] is None and m.memory["allocated_before_MB"] is None
+
+
+def test_clean_start_is_harmless_on_cpu():
+    from medbench.run.timing import clean_start
+
+    clean_start(torch.device("cpu"))
+
+
+@pytest.mark.gpu
+def test_cuda_engine_times_on_the_given_device_and_keeps_host_times():
+    """The caller's current device stays what it was; the loop runs with ``device`` current."""
+    last = torch.device("cuda", torch.cuda.device_count() - 1)
+    seen = []
+
+    def fn():
+        seen.append(torch.cuda.current_device())
+        return x @ x
+
+    x = torch.randn(256, 256, device=last)
+    before = torch.cuda.current_device()
+    m = measure(fn, device=last, warmup=2, iters=10, pipelined_iters=0)
+    assert set(seen) == {last.index} and torch.cuda.current_device() == before
+    assert len(m.host_samples_ms) == len(m.samples_ms) == 10 and m.pipelined_ms is None
+    assert all(h >= e * 0.9 for h, e in zip(m.host_samples_ms, m.samples_ms))  # host wraps the event pair
+    assert m.memory["allocated_before_MB"] > 0 and m.memory["working_MB"] >= 0
+
+
+@pytest.mark.gpu
+def test_clean_start_resets_the_peak():
+    from medbench.run.timing import clean_start
+
+    dev = torch.device("cuda:0")
+    big = torch.empty(64 * 2**20, dtype=torch.uint8, device=dev)
+    del big
+    clean_start(dev)
+    assert torch.cuda.max_memory_allocated(dev) == torch.cuda.memory_allocated(dev)
+    assert torch.cuda.memory_reserved(dev) < 64 * 2**20

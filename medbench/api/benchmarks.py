@@ -332,8 +332,8 @@ class DataLoaderBenchmark:
         try:
             _, first_ms = time_once(puller, self.device)
             m = measure(puller, device=self.device, warmup=self.warmup_batches, iters=num_batches,
-                        after_warmup=puller.reset)
-            items = sum(puller.sizes[:len(m.samples_ms)])  # CUDA's pipelined pass pulls more after the timed loop
+                        after_warmup=puller.reset, pipelined_iters=0)  # back to back would only pull more batches
+            items = sum(puller.sizes[:len(m.samples_ms)])
         finally:
             del puller  # shut the workers down now, not at some later garbage collection
         return result_from_measurement(

@@ -60,7 +60,7 @@ class ItersConfig:
     iters: int = 300
     min_time_s: float = 0.0  # keep timing past `iters` until this much timed time has passed
     max_iters: Optional[int] = None  # cap for min_time_s (null: 10 x iters)
-    pipelined_iters: Optional[int] = None  # CUDA: forwards between one event pair (null: = iters)
+    pipelined_iters: Optional[int] = None  # CUDA, scope=forward: calls between one event pair (null: min(samples, 100, ~2 s); 0: off)
 
 
 @dataclass
@@ -68,9 +68,11 @@ class RuntimeConfig:
     """Device-side settings; all recorded in the JSON and sweepable."""
 
     precision: str = "fp32"  # fp32 | fp16 | bf16
-    channels_last: bool = False
+    channels_last: Optional[bool] = None  # null: as Ultralytics' predict() (channels_last on x86 CPUs, 8.4+)
     cudnn_benchmark: bool = False
-    tf32: bool = False
+    tf32: Optional[bool] = None  # shorthand for tf32_conv and tf32_matmul (null: PyTorch's settings stay as they are)
+    tf32_conv: Optional[bool] = None  # TF32 in fp32 cuDNN convolutions (null: leave PyTorch's setting; its default is on)
+    tf32_matmul: Optional[bool] = None  # TF32 in fp32 cuBLAS matmuls (null: leave PyTorch's setting; its default is off)
     compile: Optional[str] = None  # null/off, or a torch.compile mode: default | reduce-overhead | max-autotune
     cuda_graphs: bool = False
     threads: Optional[int] = None  # torch intra-op threads on CPU (null: torch's default)

@@ -84,19 +84,23 @@ def git_state(directory: str) -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
 
 
-def gpu_env() -> dict[str, Any]:
-    """GPU name/UUID/count (device 0 as torch numbers it), CUDA/cuDNN versions and the driver (NVML)."""
+def gpu_env(device: Any = None) -> dict[str, Any]:
+    """GPU name/UUID of the timed ``device`` (None for a CPU/MPS job; torch's device 0 when not given),
+    GPU count, CUDA/cuDNN versions and the driver (NVML)."""
     import torch
 
-    from medbench.run.telemetry import nvml_driver_version, torch_uuid
+    from medbench.run.nvml import nvml_driver_version, torch_uuid
 
     has_cuda = torch.cuda.is_available()
+    device = torch.device("cuda", 0) if device is None and has_cuda else device
+    index = (device.index or 0) if has_cuda and getattr(device, "type", None) == "cuda" else None
+    timed = index is not None and index < torch.cuda.device_count()  # a job that asked for a missing GPU: none
     return {
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "gpu_count": torch.cuda.device_count() if has_cuda else 0,
-        "gpu_name": torch.cuda.get_device_name(0) if has_cuda else None,
-        "gpu_uuid": torch_uuid(0) if has_cuda else None,
+        "gpu_name": torch.cuda.get_device_name(index) if timed else None,
+        "gpu_uuid": torch_uuid(index) if timed else None,
         "driver": nvml_driver_version() if has_cuda else None,
     }
 
@@ -115,14 +119,13 @@ def _static_env() -> dict[str, Any]:
         "ultralytics": _version("ultralytics"),
         "medbench": _version("medbench"),
         "numpy": _version("numpy"),
-        **gpu_env(),
     }
 
 
-def collect_env(cwd: str | None = None) -> dict[str, Any]:
-    """SPEC §4 ``env`` block: software, hardware and the git state of the working directory."""
+def collect_env(cwd: str | None = None, device: Any = None) -> dict[str, Any]:
+    """SPEC §4 ``env`` block: software, hardware (the timed ``device``'s GPU) and the git state of the working directory."""
     cwd = cwd or os.getcwd()
-    return {**_static_env(), "torch_threads": _torch_threads(), **git_state(cwd)}
+    return {**_static_env(), **gpu_env(device), "torch_threads": _torch_threads(), **git_state(cwd)}
 
 
 def _torch_threads() -> int:

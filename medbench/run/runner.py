@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
+import statistics
 from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +22,11 @@ from medbench.analysis import stats
 from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
 from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
-from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, dtype_for, place_batch, place_model,
-                              runtime_settings, time_compilation)
+from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, compile_stats, cuda_bf16_mode, dtype_for,
+                                  effective_channels_last, place_batch, place_model, runtime_settings, time_compilation)
 from medbench.config.schema import Job, fit_imgsz, parse_imgsz
 from medbench.run.telemetry import Probe, empty_block
-from medbench.run.timing import Measurement, measure, time_once
+from medbench.run.timing import Measurement, clean_start, measure, time_once
 
 log = logging.getLogger("medbench")
 
@@ -51,7 +53,9 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         "model_complexity": {"params": None, "params_M": None, "gflops": None, "fused": None},
         "latency": None, "throughput": None, "memory": None,
         "cold_start": {"model_load_ms": None, "first_forward_ms": None, "compile_ms": None,
-                       "cuda_graph_capture_ms": None, "model_from_cache": None},
+                       "cuda_graph_capture_ms": None, "model_from_cache": None, "eager_forward_ms": None,
+                       "graph_breaks": None, "graph_break_reasons": None, "compiled_graphs": None, "recompiles": None,
+                       "recompiled": None},
         "samples_ms": None, "noise": None, "stages": None, "telemetry": empty_block(), "warnings": [],
         "env": None, "provenance": {**provenance(), "started_at": utc_now(), "ended_at": None},
     }
@@ -65,17 +69,37 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
     meta = record["metadata"]
     device = resolve_device(job.device)
     meta["device"] = str(device)
-    dtype = dtype_for(job.runtime.precision, device)
     mode = check_runtime(job.runtime, device, job.scope)
-    with runtime_settings(job.runtime, device) as applied:
+    channels_last = effective_channels_last(job.runtime.channels_last, device, job.model.kind)
+    meta["runtime"].update(channels_last=channels_last, channels_last_requested=job.runtime.channels_last)
+    job = dataclasses.replace(job, runtime=dataclasses.replace(job.runtime, channels_last=channels_last))
+    # The GPU is ours from here: its context, placement, preloading and compilation disturb another process's
+    # timed loop too.
+    with exclusive_gpu(device) as held, runtime_settings(job.runtime, device) as applied:
+        record["provenance"]["gpu_lock"] = None if held is None else {"key": held.key, "waited_s": held.waited_s,
+                                                                      "dir": str(held.path.parent)}
+        dtype = dtype_for(job.runtime.precision, device)
+        clean_start(device)  # earlier jobs' caches and peaks must not count in this one's memory figures
         meta["runtime"].update(applied)
+        _note_bf16(record, device, dtype)
         module = _load_model(record, job, device, dtype)
         job = replace(job, imgsz=parse_imgsz(record["metadata"]["imgsz"]))  # as rounded to the model's stride
-        if mode is not None:
-            module = compile_module(module, mode)
         inputs = _load_inputs(record, job, device, dtype, list_dir)
         m = _timed_section(record, job, module, inputs, device, dtype, mode)
     _fill_measurement(record, m, job.batch)
+    batches = getattr(inputs, "batches", None)  # preloaded (scope=forward): device memory held by the inputs
+    record["memory"]["input_MB"] = sum(b.numel() * b.element_size() for b in batches) / 2**20 if batches else None
+
+
+def _note_bf16(record: dict[str, Any], device: torch.device, dtype: torch.dtype) -> None:
+    """Record (and warn) when a GPU runs bf16 through emulation: slower than on GPUs built for it."""
+    if dtype is not torch.bfloat16 or device.type != "cuda":
+        return
+    emulated = cuda_bf16_mode(device) == "emulated"
+    record["metadata"]["runtime"]["bf16_emulated"] = emulated
+    if emulated:
+        record["warnings"].append(f"bf16 is emulated on {torch.cuda.get_device_name(device)} (no native bf16 "
+                                  f"before compute capability 8.0): timings do not show what bf16 hardware does")
 
 
 def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
@@ -126,35 +150,54 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, inputs: Any, device: torch.device,
                    dtype: torch.dtype, mode: str | None) -> Measurement:
     """Everything that runs the model, in one block: compile / CUDA graph capture, the first forward,
-    warm-up, the timed loop and the telemetry around it. (Exclusive use of the GPU wraps exactly this.)"""
+    warm-up, the timed loop and the telemetry around it (read right after the loop, before the pipelined
+    pass, which runs only for scope=forward)."""
     cold = record["cold_start"]
     probe = Probe(device)
-    with exclusive_gpu(device) as held, torch.inference_mode():
-        record["provenance"]["gpu_lock"] = None if held is None else {"key": held.key, "waited_s": held.waited_s}
+    with torch.inference_mode():
         step, after_warmup = _make_step(job, module, inputs, device, dtype)
-        step = _prepare(step, job, module, device, mode, cold)
+        step, after_warmup = _prepare(step, after_warmup, job, module, inputs, device, dtype, mode, cold)
         _, cold["first_forward_ms"] = time_once(step, device)
         log.info("timing %s on %s: %d warm-up + %d iterations, input %s",
                  job.model.name, device, job.iters.warmup, job.iters.iters, tuple(inputs.shape))
+
+        def after_loop() -> None:
+            record["telemetry"] = probe.finish()
+            if hasattr(step, "stage_stats"):
+                record["stages"] = step.stage_stats()
+
         m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
                     min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
-                    pipelined_iters=job.iters.pipelined_iters, progress=_progress,
-                    after_warmup=_then(after_warmup, probe.start))
-        record["telemetry"] = probe.finish()
-    if hasattr(step, "stage_stats"):
-        record["stages"] = step.stage_stats()
+                    pipelined_iters=job.iters.pipelined_iters if job.scope == "forward" else 0, progress=_progress,
+                    after_warmup=_then(after_warmup, probe.start), after_loop=after_loop)
+    if mode is not None:
+        cold.update(compile_stats(module))
+        _compile_warnings(record)
     return m
 
 
-def _prepare(step: Callable[[], Any], job: Job, module: torch.nn.Module, device: torch.device, mode: str | None,
-             cold: dict[str, Any]) -> Callable[[], Any]:
+def _compile_warnings(record: dict[str, Any]) -> None:
+    cold = record["cold_start"]
+    if cold["graph_breaks"]:
+        record["warnings"].append(f"torch.compile left {cold['graph_breaks']} graph break(s) "
+                                  f"({'; '.join(cold['graph_break_reasons'])}): parts of the model ran eagerly")
+    if cold["recompiles"]:
+        record["warnings"].append(f"torch.compile recompiled {cold['recompiles']} time(s) "
+                                  f"({', '.join(cold['recompiled'])}); past dynamo's recompile limit code runs eagerly")
+
+
+def _prepare(step: Callable[[], Any], after_warmup: Callable[[], None] | None, job: Job, module: torch.nn.Module,
+             inputs: Any, device: torch.device, dtype: torch.dtype, mode: str | None,
+             cold: dict[str, Any]) -> tuple[Callable[[], Any], Callable[[], None] | None]:
     """One-off preparation of the step (compile, CUDA graph capture), timed into cold_start, not the samples."""
-    if mode is not None:  # torch.compile is lazy: the first call is the compilation
-        cold["compile_ms"] = time_compilation(step, device, mode)
+    if mode is not None:
+        _, cold["eager_forward_ms"] = time_once(step, device)  # lazy model state exists before dynamo traces
+        step, after_warmup = _make_step(job, compile_module(module, mode), inputs, device, dtype)
+        cold["compile_ms"] = time_compilation(step, device, mode)  # torch.compile is lazy: the first call compiles
     if job.runtime.cuda_graphs:
         batches = step.batches
         step, cold["cuda_graph_capture_ms"] = time_once(lambda: CudaGraphStep(module, batches, device), device)
-    return step
+    return step, after_warmup
 
 
 def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
@@ -199,6 +242,11 @@ def _fill_measurement(record: dict[str, Any], m: Any, batch: int) -> None:
         record["warnings"].append(summary["noise"]["warning"])
     record["memory"] = {**m.memory, **_nvml_memory(record["telemetry"])}
     record["samples_ms"] = m.samples_ms
+    tel = record["telemetry"]
+    if m.host_samples_ms:
+        tel.update(host_samples_ms=m.host_samples_ms, host_median_ms=statistics.median(m.host_samples_ms))
+    if tel.get("energy_J") is not None and m.samples_ms:
+        tel["energy_per_image_J"] = tel["energy_J"] / (len(m.samples_ms) * batch)
     record["metadata"]["timer"] = m.timer
     record["metadata"]["samples"] = len(m.samples_ms)
     record["warnings"].extend(_telemetry_warnings(record["telemetry"]))
@@ -213,12 +261,25 @@ def _nvml_memory(telemetry: dict[str, Any]) -> dict[str, float | None]:
 def _telemetry_warnings(telemetry: dict[str, Any]) -> list[str]:
     out = []
     if telemetry.get("throttled"):
-        reasons = ", ".join(telemetry.get("throttle_reasons") or []) or "NVML violation counters"
-        out.append(f"GPU clocks were capped during the run ({reasons}): numbers are below what the GPU can do")
+        held = {k: v for k, v in (telemetry.get("throttle_time_ms") or {}).items() if v}
+        share = telemetry.get("throttle_share")
+        why = ", ".join(held) or ", ".join(telemetry.get("throttle_reasons") or []) or "NVML clock events"
+        part = f" for {share:.1%} of the loop" if share is not None else ""
+        out.append(f"GPU clocks were held down{part} ({why}): numbers are below what the GPU can do")
+    if telemetry.get("other_gpu_processes"):
+        out.append(f"{telemetry['other_gpu_processes']} other process(es) used the timed GPU during the run")
     if telemetry.get("loaded"):
         out.append(f"machine loaded: other processes kept {telemetry['other_cpu_cores']:.1f} of "
                    f"{telemetry['cpu_cores']} cores busy during the timed loop")
     return out
+
+
+def _resolved(device: str) -> torch.device | None:
+    """The timed device once ``_measure_into`` resolved it (``cuda:1``), else None (env then describes GPU 0)."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError):
+        return None
 
 
 def run_job(job: Job, *, list_dir: Path, overrides: list[str] | None = None,
@@ -237,6 +298,6 @@ def run_job(job: Job, *, list_dir: Path, overrides: list[str] | None = None,
         exc.record = record  # type: ignore[attr-defined]
         raise
     finally:
-        record["env"] = collect_env(os.getcwd())
+        record["env"] = collect_env(os.getcwd(), device=_resolved(record["metadata"]["device"]))
         record["provenance"]["ended_at"] = utc_now()
     return record

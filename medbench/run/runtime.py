@@ -8,20 +8,25 @@ settings into each other.
 Two options change *what* is timed, and each has a one-off preparation cost that is reported in
 ``cold_start`` and never inside the samples:
 
-- ``compile``: ``torch.compile(model, mode=...)`` compiles lazily, so the first call of the step is the
-  compilation (``compile_ms``); warm-up and timing run after it.
+- ``compile``: one *eager* forward on the real input first (the Detect head builds its anchors and
+  ``shape`` on first sight of an input: traced fresh, that code breaks the graph and recompiles), then
+  ``torch.compile(model, mode=...)``, which compiles lazily: the first call of the step is the
+  compilation (``compile_ms``); warm-up and timing run after it. Dynamo's graph breaks, graphs and
+  recompilations are counted (``compile_stats``) and a run with any is warned about.
 - ``cuda_graphs``: the forward is captured once into a CUDA graph on a static input and the timed step
-  is ``graph.replay()`` (``cuda_graph_capture_ms`` = side-stream warm-up + capture). With more than one
-  input batch the step also copies the next batch into the static input (a device-to-device copy,
-  then part of every sample). Combined with ``compile`` it is refused: ``compile=reduce-overhead`` is
-  torch.compile's own CUDA-graph mode.
+  is ``graph.replay()`` (``cuda_graph_capture_ms`` = side-stream warm-up + capture; ``first_forward_ms``
+  is then the first *replay*). With more than one input batch the step also copies the next batch into
+  the static input (a device-to-device copy, then part of every sample). Combined with ``compile`` it is
+  refused: ``compile=reduce-overhead`` is torch.compile's own CUDA-graph mode.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import logging
+import platform
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +34,7 @@ import torch
 
 from medbench.errors import ConfigError, DeviceError
 from medbench.config.schema import RuntimeConfig
+from medbench.run import tf32
 from medbench.run.timing import time_once
 
 log = logging.getLogger("medbench")
@@ -39,14 +45,54 @@ _COMPILE_ON = {"true", "on", "yes", "1"}
 GRAPH_WARMUP_ITERS = 3  # eager forwards on a side stream before capture (lazy init, cuDNN autotune, anchors)
 
 
+def bf16_mode(major: int, emulation_works: bool) -> str | None:
+    """How a CUDA GPU of compute capability ``major`` runs bf16: "native" (Ampere, 8.x, and newer),
+    "emulated" (older GPUs where torch still computes in bf16 through slower paths), or None."""
+    if major >= 8:
+        return "native"
+    return "emulated" if emulation_works else None
+
+
+def cuda_bf16_mode(device: torch.device) -> str | None:
+    """``bf16_mode`` of ``device`` itself (``torch.cuda.is_bf16_supported`` asks the *current* device)."""
+    with torch.cuda.device(device):
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        emulated = not native and torch.cuda.is_bf16_supported(including_emulation=True)
+    return bf16_mode(8 if native else 0, emulated)
+
+
 def dtype_for(precision: str, device: torch.device) -> torch.dtype:
     """The torch dtype for ``precision`` on ``device``, or a one-line error where it cannot run."""
     dtype = DTYPES[precision]
     if dtype is torch.float16 and device.type == "cpu":
         raise DeviceError("precision=fp16 is not supported on cpu (use fp32 or bf16, or a GPU device)")
-    if dtype is torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if dtype is torch.bfloat16 and device.type == "cuda" and cuda_bf16_mode(device) is None:
         raise DeviceError(f"precision=bf16 is not supported by {torch.cuda.get_device_name(device)}")
     return dtype
+
+
+def channels_last_rule(device_type: str, machine: str, system: str, onednn: bool) -> bool:
+    """Ultralytics' ``AutoBackend`` default (8.4+): channels_last for PyTorch models on x86 CPUs with oneDNN
+    under Linux or Windows; contiguous on CUDA and elsewhere."""
+    return device_type == "cpu" and machine in ("AMD64", "x86_64") and onednn and system in ("Linux", "Windows")
+
+
+def effective_channels_last(requested: bool | None, device: torch.device, model_kind: str) -> bool:
+    """``runtime.channels_last``: as given, or (null) what the installed Ultralytics' ``predict()`` would use
+    for an Ultralytics model (its ``AutoBackend`` has a ``channels_last`` default since 8.4), else False."""
+    if requested is not None:
+        return requested
+    if model_kind != "ultralytics":
+        return False
+    try:
+        from ultralytics.nn.autobackend import AutoBackend
+
+        if "channels_last" not in inspect.signature(AutoBackend.__init__).parameters:
+            return False  # an older Ultralytics: predict() keeps the contiguous format
+    except Exception:
+        return False
+    onednn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
+    return channels_last_rule(device.type, platform.machine(), platform.system(), onednn)
 
 
 def compile_mode(value: Any) -> str | None:
@@ -79,24 +125,21 @@ def check_runtime(runtime: RuntimeConfig, device: torch.device, scope: str) -> s
 
 @contextlib.contextmanager
 def runtime_settings(runtime: RuntimeConfig, device: torch.device) -> Iterator[dict]:
-    """Apply threads, cudnn.benchmark and TF32 (and make ``device`` the current CUDA device, so events
-    and graphs use its streams) for the duration of a job; yields what was applied."""
-    saved = (torch.get_num_threads(), torch.backends.cudnn.benchmark,
-             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    """Apply threads, cudnn.benchmark and TF32 (only where asked: see ``medbench.run.tf32``) and make
+    ``device`` the current CUDA device, for the duration of a job; yields what is in effect, TF32 as the
+    *effective* ``tf32_conv`` / ``tf32_matmul`` values."""
+    saved = (torch.get_num_threads(), torch.backends.cudnn.benchmark)
     try:
         if runtime.threads is not None:
             torch.set_num_threads(runtime.threads)
         torch.backends.cudnn.benchmark = runtime.cudnn_benchmark
-        torch.backends.cuda.matmul.allow_tf32 = runtime.tf32
-        torch.backends.cudnn.allow_tf32 = runtime.tf32
-        with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
-            yield {"threads": torch.get_num_threads(), "cudnn_benchmark": runtime.cudnn_benchmark,
-                   "tf32": runtime.tf32, "compile": compile_mode(runtime.compile), "cuda_graphs": runtime.cuda_graphs}
+        with tf32.apply(runtime.tf32, runtime.tf32_conv, runtime.tf32_matmul) as precision, \
+                torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+            yield {"threads": torch.get_num_threads(), "cudnn_benchmark": runtime.cudnn_benchmark, **precision,
+                   "compile": compile_mode(runtime.compile), "cuda_graphs": runtime.cuda_graphs}
     finally:
         torch.set_num_threads(saved[0])
         torch.backends.cudnn.benchmark = saved[1]
-        torch.backends.cuda.matmul.allow_tf32 = saved[2]
-        torch.backends.cudnn.allow_tf32 = saved[3]
 
 
 def place_model(module: torch.nn.Module, device: torch.device, dtype: torch.dtype,
@@ -124,14 +167,37 @@ def _first_line(exc: BaseException) -> str:
 def compile_module(module: torch.nn.Module, mode: str) -> torch.nn.Module:
     """``torch.compile`` the model (lazy: nothing compiles until the first call).
 
-    Dynamo's caches are reset first: in a sweep every job compiles afresh instead of piling up
-    recompilations until dynamo's cache limit silently falls back to eager.
+    Dynamo's caches and counters are reset first: in a sweep every job compiles afresh instead of piling
+    up recompilations until dynamo's cache limit silently falls back to eager, and counts only its own.
     """
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     try:
         return torch.compile(module, mode=mode)
     except Exception as exc:
         raise DeviceError(f"torch.compile(mode={mode}) is not available here: {_first_line(exc)}") from exc
+
+
+def compile_stats(module: torch.nn.Module) -> dict[str, Any]:
+    """What dynamo did since ``compile_module``: graph breaks (count and first reasons), graphs compiled, and
+    recompilations per module ``forward`` (cache entries beyond the first; past ``recompile_limit`` dynamo
+    silently runs that code eagerly)."""
+    from torch._dynamo.utils import counters
+
+    module = getattr(module, "_orig_mod", module)
+    breaks = counters["graph_break"]
+    reasons = sorted({str(msg).strip().splitlines()[0] for msg in breaks})[:5]
+    try:
+        from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+        codes = {type(m).forward.__code__ for m in module.modules()}
+        extra = {c.co_qualname.split(".<locals>.")[-1]: len(_debug_get_cache_entry_list(c)) - 1 for c in codes}
+        recompiled: dict[str, int] | None = {name: n for name, n in sorted(extra.items()) if n > 0}
+    except Exception:  # a torch without this debug hook: unknown, not zero
+        recompiled = None
+    return {"graph_breaks": sum(breaks.values()), "graph_break_reasons": reasons,
+            "compiled_graphs": counters["stats"]["unique_graphs"],
+            "recompiles": None if recompiled is None else sum(recompiled.values()), "recompiled": recompiled}
 
 
 def time_compilation(step: Callable[[], Any], device: torch.device, mode: str) -> float:

@@ -2,11 +2,20 @@
 
 ``measure(fn, device=...)`` runs ``fn`` for ``warmup`` discarded iterations, then times at least
 ``iters`` iterations and, if asked, keeps going until ``min_time_s`` of timed work has passed.
-CPU iterations are timed with ``time.perf_counter``; CUDA iterations with a pair of
-``torch.cuda.Event(enable_timing=True)`` around each call and ``torch.cuda.synchronize`` after it,
-so queued kernels are inside the sample they belong to. On CUDA a second, *pipelined* pass runs
-``n`` calls back to back between one event pair (no per-iteration sync), which shows what async
-execution (CUDA graphs, larger batches) buys in throughput. Peak memory is reset after warm-up.
+CPU iterations are timed with ``time.perf_counter``. On CUDA the engine first makes ``device`` the
+current device (so ``fn``'s kernels and the events share ``current_stream(device)``, whatever device
+the caller had current), creates one event pair before the loop, and times each call between
+``start.record(stream)`` and ``end.record(stream)`` followed by ``torch.cuda.synchronize``, so queued
+kernels are inside the sample they belong to. Beside each event time it keeps the host's
+``perf_counter`` time of the same call (record + ``fn`` + sync): where host time exceeds event time,
+Python overhead or the sync wait shows.
+
+Then, on CUDA and only when the caller asks for it (``pipelined_iters`` not 0), a *pipelined* pass
+runs calls back to back between one event pair (no per-iteration sync): what async execution (CUDA
+graphs, larger batches) buys in throughput. It is capped (``pipelined_count``: at most 100 calls and
+about 2 s unless ``pipelined_iters`` says otherwise) and runs after ``after_loop``, so telemetry and
+stage timers read at ``after_loop`` cover exactly the timed loop. Peak memory is reset after warm-up,
+and the allocation at that moment is kept, so ``working_MB`` = peak - allocation before the loop.
 
 The loop body does nothing but read the clock, call ``fn`` and append: the harness overhead is
 measured by ``benchmarks/overhead.py``.
@@ -14,7 +23,10 @@ measured by ``benchmarks/overhead.py``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +41,10 @@ ProgressFn = Callable[[int, int, float], None]  # (done, planned, last_sample_ms
 PROGRESS_EVERY_S = 2.0
 
 
+PIPELINED_MAX_CALLS = 100  # default cap of the pipelined pass (calls)
+PIPELINED_MAX_S = 2.0  # ... and of its expected duration (seconds, from the median sample)
+
+
 @dataclass
 class Measurement:
     """Raw outcome of one timed loop: samples in milliseconds, plus memory and the pipelined figure."""
@@ -39,6 +55,19 @@ class Measurement:
     pipelined_iters: int | None = None
     memory: dict[str, float | None] = field(default_factory=dict)
     timer: str = "perf_counter"
+    host_samples_ms: list[float] | None = None  # CUDA: perf_counter ms of the same calls (record + fn + sync)
+
+
+def pipelined_count(requested: int | None, samples_ms: list[float]) -> int:
+    """Calls in the pipelined pass: ``requested`` as given (0 = none); by default as many as were timed,
+    at most ``PIPELINED_MAX_CALLS`` and about ``PIPELINED_MAX_S`` seconds at the median sample."""
+    if requested is not None:
+        return max(0, requested)
+    if not samples_ms:
+        return 0
+    median = statistics.median(samples_ms)
+    by_time = int(PIPELINED_MAX_S * 1e3 / median) if median > 0 else len(samples_ms)
+    return max(1, min(len(samples_ms), PIPELINED_MAX_CALLS, by_time))
 
 
 def peak_rss_mb() -> float:
@@ -57,10 +86,21 @@ def _cuda_memory(device: torch.device) -> dict[str, float | None]:
     }
 
 
-def _memory(device: torch.device) -> dict[str, float | None]:
+def _memory(device: torch.device, allocated_before: float | None = None) -> dict[str, float | None]:
     none = {"peak_gpu_mem_MB": None, "allocated_MB": None, "reserved_MB": None}
     gpu = _cuda_memory(device) if device.type == "cuda" else none
-    return {**gpu, "peak_rss_MB": peak_rss_mb()}
+    working = None if allocated_before is None else gpu["peak_gpu_mem_MB"] - allocated_before
+    return {**gpu, "allocated_before_MB": allocated_before, "working_MB": working, "peak_rss_MB": peak_rss_mb()}
+
+
+def clean_start(device: torch.device) -> None:
+    """Before a job on ``device``: collect garbage (earlier jobs' models, CUDA-graph pools), give cached
+    blocks back to the driver and reset the peak counters, so memory figures are this job's alone."""
+    gc.collect()
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
 
 
 def _time_host(fn: Callable[[], Any], device: torch.device, n: int, budget_s: float, cap: int,
@@ -87,70 +127,95 @@ def _time_host(fn: Callable[[], Any], device: torch.device, n: int, budget_s: fl
 
 
 def _time_cuda(fn: Callable[[], Any], device: torch.device, n: int, budget_s: float, cap: int,
-               progress: ProgressFn | None) -> list[float]:
-    """Event-pair loop with a synchronize after every call: returns ms per call."""
-    Event = torch.cuda.Event
-    pairs: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+               progress: ProgressFn | None) -> tuple[list[float], list[float]]:
+    """Event-pair loop with a synchronize after every call: returns (event ms, host ms) per call."""
+    stream = torch.cuda.current_stream(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record(stream)  # torch creates a CUDA event at its first record: do it here, not inside the loop
+    end.record(stream)
+    torch.cuda.synchronize(device)
+    samples: list[float] = []
+    host: list[float] = []
     perf = time.perf_counter
     start_wall = perf()
     next_report = start_wall + PROGRESS_EVERY_S
-    while len(pairs) < n or (perf() - start_wall < budget_s and len(pairs) < cap):
-        start, end = Event(enable_timing=True), Event(enable_timing=True)
-        start.record()
+    while len(samples) < n or (perf() - start_wall < budget_s and len(samples) < cap):
+        t0 = perf()
+        start.record(stream)
         fn()
-        end.record()
+        end.record(stream)
         torch.cuda.synchronize(device)
-        pairs.append((start, end))
-        if progress is not None and perf() >= next_report:
-            progress(len(pairs), n, start.elapsed_time(end))
+        t1 = perf()
+        samples.append(start.elapsed_time(end))
+        host.append((t1 - t0) * 1e3)
+        if progress is not None and t1 >= next_report:
+            progress(len(samples), n, samples[-1])
             next_report = perf() + PROGRESS_EVERY_S
-    return [s.elapsed_time(e) for s, e in pairs]
+    return samples, host
 
 
 def time_pipelined(fn: Callable[[], Any], device: torch.device, n: int) -> float:
     """CUDA only: mean ms per call for ``n`` calls queued back to back between one event pair."""
+    stream = torch.cuda.current_stream(device)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     synchronize(device)
-    start.record()
+    start.record(stream)
     for _ in range(n):
         fn()
-    end.record()
+    end.record(stream)
     torch.cuda.synchronize(device)
     return start.elapsed_time(end) / n
 
 
+def _current(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make a CUDA ``device`` current for the block (events, streams, allocations); nothing elsewhere."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def measure(fn: Callable[[], Any], *, device: torch.device | str = "cpu", warmup: int = 10, iters: int = 100,
             min_time_s: float = 0.0, max_iters: int | None = None, pipelined_iters: int | None = None,
-            progress: ProgressFn | None = None, after_warmup: Callable[[], None] | None = None) -> Measurement:
+            progress: ProgressFn | None = None, after_warmup: Callable[[], None] | None = None,
+            after_loop: Callable[[], None] | None = None) -> Measurement:
     """Warm up, then time ``fn()``; see the module docstring for the rules.
 
-    ``after_warmup`` is called once between warm-up and the timed loop (e.g. to clear stage timers).
-    The caller decides on ``torch.inference_mode()``: the engine times whatever ``fn`` does.
+    ``after_warmup`` is called once between warm-up and the timed loop (e.g. to clear stage timers and
+    start telemetry), ``after_loop`` once right after it, before the pipelined pass. ``pipelined_iters=0``
+    skips that pass (do so where calls back to back mean nothing, or pull data). The caller decides on
+    ``torch.inference_mode()``: the engine times whatever ``fn`` does.
     """
     device = torch.device(device)
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    if after_warmup is not None:
-        after_warmup()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    cap = max_iters if max_iters is not None else max(iters, 10 * iters)
-    loop = _time_cuda if device.type == "cuda" else _time_host
-    samples = loop(fn, device, iters, min_time_s, cap, progress)
-    memory = _memory(device)
-    result = Measurement(samples_ms=samples, warmup=warmup, memory=memory,
-                         timer="cuda_event" if device.type == "cuda" else "perf_counter")
-    if device.type == "cuda":
-        result.pipelined_iters = pipelined_iters or len(samples)
-        result.pipelined_ms = time_pipelined(fn, device, result.pipelined_iters)
+    with _current(device):
+        for _ in range(warmup):
+            fn()
+        synchronize(device)
+        if after_warmup is not None:
+            after_warmup()
+        before = None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device) / (1024 * 1024)
+        cap = max_iters if max_iters is not None else max(iters, 10 * iters)
+        host = None
+        if device.type == "cuda":
+            samples, host = _time_cuda(fn, device, iters, min_time_s, cap, progress)
+        else:
+            samples = _time_host(fn, device, iters, min_time_s, cap, progress)
+        result = Measurement(samples_ms=samples, warmup=warmup, memory=_memory(device, before), host_samples_ms=host,
+                             timer="cuda_event" if device.type == "cuda" else "perf_counter")
+        if after_loop is not None:
+            after_loop()
+        n = pipelined_count(pipelined_iters, samples) if device.type == "cuda" else 0
+        if n > 0:
+            result.pipelined_iters = n
+            result.pipelined_ms = time_pipelined(fn, device, n)
     return result
 
 
 def time_once(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
     """Time a single call (cold start) with the host clock and a sync: returns (fn's value, ms)."""
-    synchronize(device)
-    t0 = time.perf_counter()
-    value = fn()
-    synchronize(device)
+    with _current(device):
+        synchronize(device)
+        t0 = time.perf_counter()
+        value = fn()
+        synchronize(device)
     return value, (time.perf_counter() - t0) * 1e3

@@ -32,20 +32,22 @@ register_configs()
 
 
 def register_launchers() -> None:
-    """Make ``launcher=isolated`` / ``hydra/launcher=slurm`` find medbench's submitit launchers.
+    """Make medbench's sweeper and ``launcher=isolated`` / ``hydra/launcher=slurm``'s launchers known to Hydra.
 
     Hydra instantiates launchers only from classes found by scanning the ``hydra_plugins`` package,
     and that scan misses packages of an editable install; registering them by hand works for both
     kinds of install. Without the ``slurm`` extra (hydra-submitit-launcher) there is nothing to do.
     """
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.medbench_launcher.interleaved_sweeper import InterleavedSweeper
+
+    Plugins.instance().register(InterleavedSweeper)  # hydra/sweeper=interleaved, config.yaml's default
     try:
         from hydra_plugins.medbench_launcher import medbench_submitit
     except ImportError:
         return
     if not medbench_submitit.AVAILABLE:
         return
-    from hydra.core.plugins import Plugins
-
     for launcher in (medbench_submitit.LocalLauncher, medbench_submitit.SlurmLauncher):
         Plugins.instance().register(launcher)
 

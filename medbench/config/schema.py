@@ -84,6 +84,7 @@ class Config:
     imgsz: Any = 640  # int or [h, w]
     batch: int = 1
     seed: int = 42
+    repeat: int = 0  # replicate index: repeat='range(5)' in a sweep runs 5 replicates, interleaved across variants
     scope: str = "forward"  # forward | end_to_end
     result_file: str = "result.json"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -97,9 +98,13 @@ def register_configs() -> None:
 
     The top-level schema types every group node, so a group file with a typo'd key or a wrong type
     fails at composition; the groups need no schema entries of their own (which would also show up
-    as bogus options in ``model=`` error messages).
+    as bogus options in ``model=`` error messages). Also registers ``hydra/sweeper=interleaved``
+    (replicates in rounds), which config.yaml selects.
     """
+    from hydra_plugins.medbench_launcher import interleaved_sweeper
+
     ConfigStore.instance().store(name="medbench_schema", node=Config)
+    interleaved_sweeper.register()
     if not OmegaConf.has_resolver("medbench_stamp"):
         # cached per config (as Hydra's ``now``), and Hydra copies the cache to every job's config: one value per sweep
         OmegaConf.register_new_resolver("medbench_stamp", unique_stamp, use_cache=True)
@@ -129,6 +134,7 @@ class Job:
     iters: ItersConfig
     runtime: RuntimeConfig
     result_file: str = "result.json"
+    repeat: int = 0  # replicate index; replicates of a setting share everything else (seed, benchmark list)
 
 
 def parse_imgsz(value: Any) -> tuple[int, int]:
@@ -212,6 +218,7 @@ def to_job(cfg: DictConfig) -> Job:
         iters=iters,
         runtime=runtime,
         result_file=check_result_file(cfg.result_file),
+        repeat=_positive("repeat", int(cfg.repeat), minimum=0),
     )
 
 

@@ -40,7 +40,7 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
             "model_name": job.model.name, "weights": job.model.weights, "cfg": job.model.cfg,
             "random_init": job.model.weights is None, "imgsz": h if h == w else [h, w], "batch": job.batch,
             "device": job.device, "device_requested": job.device, "warmup": job.iters.warmup,
-            "iters": job.iters.iters, "seed": job.seed, "timestamp": utc_now(), "benchmark_list": None,
+            "iters": job.iters.iters, "seed": job.seed, "repeat": job.repeat, "timestamp": utc_now(), "benchmark_list": None,
             "benchmark_size": None, "benchmark_list_sha256": None, "precision": job.runtime.precision,
             "overrides": list(overrides), "choices": dict(choices), "scope": job.scope,
             "model_kind": job.model.kind, "task": job.model.task, "input_kind": job.input.kind,

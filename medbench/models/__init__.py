@@ -31,6 +31,7 @@ __all__ = [
     "MODELS",
     "ModelCache",
     "build_model",
+    "cached_gflops",
     "compute_gflops",
     "count_params",
     "prepare_for_inference",
@@ -83,6 +84,18 @@ def compute_gflops(module: nn.Module, imgsz: tuple[int, int]) -> float | None:
         )
         return None
     return float(flops)
+
+
+_GFLOPS: dict[tuple, float | None] = {}
+
+
+def cached_gflops(module: nn.Module, imgsz: tuple[int, int], key: tuple) -> float | None:
+    """``compute_gflops`` once per process for each ``key`` (a ``ModelCache.key`` plus what else shapes the
+    module, e.g. fused or not) and imgsz: the points of a sweep that share a model skip profiling it again."""
+    full = (*key, int(imgsz[0]), int(imgsz[1]))
+    if full not in _GFLOPS:
+        _GFLOPS[full] = compute_gflops(module, imgsz)
+    return _GFLOPS[full]
 
 
 def prepare_for_inference(module: nn.Module, *, fuse: bool) -> tuple[nn.Module, bool]:

@@ -48,7 +48,8 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
             "runtime": {k: getattr(job.runtime, k) for k in vars(job.runtime)},
             "iters_config": {k: getattr(job.iters, k) for k in vars(job.iters)},
         },
-        "model_complexity": {"params": None, "params_M": None, "gflops": None, "fused": None},
+        "model_complexity": {"params": None, "params_M": None, "gflops": None, "gflops_unfused": None,
+                             "fused": None},
         "latency": None, "throughput": None, "memory": None,
         "cold_start": {"model_load_ms": None, "first_forward_ms": None, "compile_ms": None,
                        "cuda_graph_capture_ms": None, "model_from_cache": None},
@@ -81,7 +82,7 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
 def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """Build/load, count, fuse and place the model; ``model_load_ms`` = build (or copy from the process's
     model cache, then ``model_from_cache`` is true) + move to the device."""
-    from medbench.models import MODELS, compute_gflops, prepare_for_inference
+    from medbench.models import MODELS, cached_gflops, prepare_for_inference
 
     (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
     record["cold_start"]["model_from_cache"] = cached  # a sweep's later points copy the model instead of building
@@ -93,12 +94,16 @@ def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: t
         record["warnings"].append(warning)
         record["metadata"].update(imgsz_requested=record["metadata"]["imgsz"],
                                   imgsz=imgsz[0] if imgsz[0] == imgsz[1] else list(imgsz))
-    gflops = compute_gflops(loaded.module, imgsz)
+    key = MODELS.key(job.model, job.seed)
+    gflops_unfused = cached_gflops(loaded.module, imgsz, (*key, "as built"))
+    module, fused = prepare_for_inference(loaded.module, fuse=job.model.fuse)
+    # GFLOPs of the model as timed: the fused one when fused (Ultralytics' "summary (fused)" figure)
+    gflops = cached_gflops(module, imgsz, (*key, "fused")) if fused else gflops_unfused
     if gflops is None:
         record["warnings"].append("GFLOPs could not be computed by Ultralytics' get_flops; reported as null")
-    module, fused = prepare_for_inference(loaded.module, fuse=job.model.fuse)
     module, place_ms = time_once(lambda: place_model(module, device, dtype, job.runtime.channels_last), device)
-    record["model_complexity"] = {"params": params, "params_M": params / 1e6, "gflops": gflops, "fused": fused}
+    record["model_complexity"] = {"params": params, "params_M": params / 1e6, "gflops": gflops,
+                                  "gflops_unfused": gflops_unfused, "fused": fused}
     record["cold_start"]["model_load_ms"] = build_ms + place_ms
     first_param = next(module.parameters(), None)
     record["metadata"]["model_dtype"] = _dtype_name(first_param.dtype if first_param is not None else dtype)

@@ -60,7 +60,43 @@ def noise_stats(samples_ms: Sequence[float]) -> dict[str, object]:
     if a.size < 10:
         note = f"only {a.size} samples: percentiles are rough"
         warning = f"{warning}; {note}" if warning else note
-    return {"iqr_ms": iqr, "iqr_over_median": float(ratio), "warning": warning}
+    return {"iqr_ms": iqr, "iqr_over_median": float(ratio), "ci95_halfwidth_pct": ci_halfwidth_pct(a),
+            "warning": warning}
+
+
+def median_ci(samples: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median from order statistics: ``(low, high)``.
+
+    With n sorted samples, ``[x_(k), x_(n+1-k)]`` (1-based) covers the true median with probability
+    ``1 - 2 * P(B <= k - 1)``, B ~ Binomial(n, 1/2); k is the largest rank that keeps that at or above
+    ``level``. No assumption about the shape of the distribution (latencies are skewed). None when n is
+    too small for the level (n < 6 at 95%). Assumes independent samples: on a loaded or drifting machine
+    consecutive iterations are not, and run-to-run variance needs replicates.
+    """
+    from scipy.stats import binom
+
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    n = a.size
+    alpha = 1.0 - level
+    if n == 0 or not 0 < level < 1:
+        return None
+    j = int(binom.ppf(alpha / 2, n, 0.5))  # smallest j with P(B <= j) >= alpha/2
+    if binom.cdf(j, n, 0.5) > alpha / 2:
+        j -= 1  # largest j with P(B <= j) <= alpha/2
+    if j < 0:
+        return None
+    return float(a[j]), float(a[n - 1 - j])
+
+
+def ci_halfwidth_pct(samples: Sequence[float], level: float = 0.95) -> float | None:
+    """The larger side of the median's interval, in percent of the median (None when there is no interval)."""
+    ci = median_ci(samples, level)
+    if ci is None:
+        return None
+    median = float(np.median(np.asarray(samples, dtype=np.float64)))
+    if median <= 0:
+        return None
+    return max(median - ci[0], ci[1] - median) / median * 100.0
 
 
 def summarize(samples_ms: Sequence[float], batch: int) -> dict[str, dict]:

@@ -59,7 +59,9 @@ class ItersConfig:
     warmup: int = 50
     iters: int = 300
     min_time_s: float = 0.0  # keep timing past `iters` until this much timed time has passed
-    max_iters: Optional[int] = None  # cap for min_time_s (null: 10 x iters)
+    max_iters: Optional[int] = None  # cap for min_time_s and target_ci_pct (null: 10 x iters)
+    target_ci_pct: Optional[float] = None  # keep timing until the median's 95% CI is within ±this % (iters=auto)
+    max_time_s: Optional[float] = None  # with target_ci_pct: stop after this much timed work even if not reached
     pipelined_iters: Optional[int] = None  # CUDA: forwards between one event pair (null: = iters)
 
 
@@ -201,6 +203,10 @@ def to_job(cfg: DictConfig) -> Job:
         raise ConfigError(f"iters.min_time_s must be a finite number >= 0, got {iters.min_time_s}")
     if iters.max_iters is not None and iters.max_iters < max(1, iters.iters):
         raise ConfigError(f"iters.max_iters must be >= iters.iters ({iters.iters}) or null, got {iters.max_iters}")
+    for key in ("target_ci_pct", "max_time_s"):
+        value = getattr(iters, key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"iters.{key} must be > 0 (or null), got {value}")
     _choice("runtime.precision", runtime.precision, PRECISIONS)
     if runtime.threads is not None:
         _positive("runtime.threads", runtime.threads)

@@ -51,7 +51,7 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         "model_complexity": {"params": None, "params_M": None, "gflops": None, "gflops_unfused": None,
                              "fused": None},
         "latency": None, "throughput": None, "memory": None,
-        "cold_start": {"model_load_ms": None, "first_forward_ms": None, "compile_ms": None,
+        "cold_start": {"model_load_ms": None, "first_forward_ms": None, "warmup_ms": None, "compile_ms": None,
                        "cuda_graph_capture_ms": None, "model_from_cache": None},
         "samples_ms": None, "noise": None, "stages": None, "telemetry": empty_block(), "warnings": [],
         "env": None, "provenance": {**provenance(), "started_at": utc_now(), "ended_at": None},
@@ -144,7 +144,8 @@ def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, in
         m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
                     min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
                     pipelined_iters=job.iters.pipelined_iters, progress=_progress,
-                    after_warmup=_then(after_warmup, probe.start))
+                    after_warmup=_then(after_warmup, probe.start), stop=_precision_rule(job.iters.target_ci_pct),
+                    max_time_s=job.iters.max_time_s)
         record["telemetry"] = probe.finish()
     if hasattr(step, "stage_stats"):
         record["stages"] = step.stage_stats()
@@ -160,6 +161,18 @@ def _prepare(step: Callable[[], Any], job: Job, module: torch.nn.Module, device:
         batches = step.batches
         step, cold["cuda_graph_capture_ms"] = time_once(lambda: CudaGraphStep(module, batches, device), device)
     return step
+
+
+def _precision_rule(target_pct: float | None) -> Callable[[list[float]], bool] | None:
+    """iters.target_ci_pct → "the median's 95% interval is within ±target % of the median" (None: no rule)."""
+    if target_pct is None:
+        return None
+
+    def precise_enough(samples_ms: list[float]) -> bool:
+        half = stats.ci_halfwidth_pct(samples_ms)
+        return half is not None and half <= target_pct
+
+    return precise_enough
 
 
 def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
@@ -205,6 +218,14 @@ def _fill_measurement(record: dict[str, Any], m: Any, batch: int) -> None:
     record["memory"] = {**m.memory, **_nvml_memory(record["telemetry"])}
     record["samples_ms"] = m.samples_ms
     record["metadata"]["timer"] = m.timer
+    record["metadata"]["stopped_by"] = m.stopped_by
+    target = record["metadata"]["iters_config"].get("target_ci_pct")
+    reached = summary["noise"]["ci95_halfwidth_pct"]
+    if target is not None and m.stopped_by != "target":
+        at = "no interval yet" if reached is None else f"±{reached:.2f}%"
+        record["warnings"].append(f"timing stopped at its cap after {len(m.samples_ms)} iterations with the median's "
+                                  f"95% CI at {at}, short of the ±{target:g}% target (iters.max_time_s / max_iters)")
+    record["cold_start"]["warmup_ms"] = m.warmup_ms
     record["metadata"]["samples"] = len(m.samples_ms)
     record["warnings"].extend(_telemetry_warnings(record["telemetry"]))
 

@@ -26,6 +26,7 @@ import torch
 from medbench.run.devices import synchronize
 
 ProgressFn = Callable[[int, int, float], None]  # (done, planned, last_sample_ms)
+StopRule = Callable[[list[float]], bool]  # samples_ms so far -> True when they are precise enough
 PROGRESS_EVERY_S = 2.0
 
 
@@ -39,6 +40,8 @@ class Measurement:
     pipelined_iters: int | None = None
     memory: dict[str, float | None] = field(default_factory=dict)
     timer: str = "perf_counter"
+    stopped_by: str = "iters"  # iters (count / min_time_s reached) | target (stop rule met) | cap (max_iters / max_time_s)
+    warmup_ms: float | None = None  # wall time of the discarded warm-up iterations
 
 
 def peak_rss_mb() -> float:
@@ -107,6 +110,28 @@ def _time_cuda(fn: Callable[[], Any], device: torch.device, n: int, budget_s: fl
     return [s.elapsed_time(e) for s, e in pairs]
 
 
+def _time_until(stop: StopRule, loop: Callable[..., list[float]], fn: Callable[[], Any], device: torch.device,
+                samples: list[float], cap: int, max_time_s: float | None,
+                progress: ProgressFn | None) -> tuple[list[float], str]:
+    """More timed rounds until ``stop`` holds or a cap is hit: ``(samples, "target" | "cap")``.
+
+    Each round adds a quarter of the samples so far (so the rule runs O(log n) times), trimmed so that the
+    round fits what is left of ``max_iters`` and, at the current pace, of ``max_time_s``.
+    """
+    while True:
+        if stop(samples):
+            return samples, "target"
+        spent_s = sum(samples) / 1e3
+        if len(samples) >= cap or (max_time_s is not None and spent_s >= max_time_s):
+            return samples, "cap"
+        n = min(max(1, len(samples) // 4), cap - len(samples))
+        if max_time_s is not None and spent_s > 0:
+            n = max(1, min(n, int((max_time_s - spent_s) / (spent_s / len(samples))) + 1))
+        done = len(samples)
+        report = None if progress is None else (lambda k, _n, ms: progress(done + k, cap, ms))
+        samples = samples + loop(fn, device, n, 0.0, n, report)
+
+
 def time_pipelined(fn: Callable[[], Any], device: torch.device, n: int) -> float:
     """CUDA only: mean ms per call for ``n`` calls queued back to back between one event pair."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -121,16 +146,23 @@ def time_pipelined(fn: Callable[[], Any], device: torch.device, n: int) -> float
 
 def measure(fn: Callable[[], Any], *, device: torch.device | str = "cpu", warmup: int = 10, iters: int = 100,
             min_time_s: float = 0.0, max_iters: int | None = None, pipelined_iters: int | None = None,
-            progress: ProgressFn | None = None, after_warmup: Callable[[], None] | None = None) -> Measurement:
+            progress: ProgressFn | None = None, after_warmup: Callable[[], None] | None = None,
+            stop: StopRule | None = None, max_time_s: float | None = None) -> Measurement:
     """Warm up, then time ``fn()``; see the module docstring for the rules.
+
+    ``stop`` (e.g. "the median's 95% interval is within ±1%"): after the first ``iters`` (and ``min_time_s``),
+    keep timing in rounds until ``stop(samples_ms)`` is true, ``max_iters`` samples or ``max_time_s`` seconds
+    of timed work; the rule runs between rounds, never inside the timed loop.
 
     ``after_warmup`` is called once between warm-up and the timed loop (e.g. to clear stage timers).
     The caller decides on ``torch.inference_mode()``: the engine times whatever ``fn`` does.
     """
     device = torch.device(device)
+    warmup_start = time.perf_counter()
     for _ in range(warmup):
         fn()
     synchronize(device)
+    warmup_ms = (time.perf_counter() - warmup_start) * 1e3
     if after_warmup is not None:
         after_warmup()
     if device.type == "cuda":
@@ -138,8 +170,11 @@ def measure(fn: Callable[[], Any], *, device: torch.device | str = "cpu", warmup
     cap = max_iters if max_iters is not None else max(iters, 10 * iters)
     loop = _time_cuda if device.type == "cuda" else _time_host
     samples = loop(fn, device, iters, min_time_s, cap, progress)
+    stopped_by = "cap" if sum(samples) < min_time_s * 1e3 else "iters"
+    if stop is not None:
+        samples, stopped_by = _time_until(stop, loop, fn, device, samples, cap, max_time_s, progress)
     memory = _memory(device)
-    result = Measurement(samples_ms=samples, warmup=warmup, memory=memory,
+    result = Measurement(samples_ms=samples, warmup=warmup, memory=memory, stopped_by=stopped_by, warmup_ms=warmup_ms,
                          timer="cuda_event" if device.type == "cuda" else "perf_counter")
     if device.type == "cuda":
         result.pipelined_iters = pipelined_iters or len(samples)

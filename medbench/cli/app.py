@@ -25,6 +25,7 @@ from medbench.cli import signals
 from medbench.cli.report import one_line, summary_lines
 from medbench.cli.signals import Interrupted
 from medbench.results.store import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
+from medbench.config.given import without_group_defaults
 from medbench.config.schema import check_result_file, config_warnings, register_configs, to_job
 
 log = logging.getLogger("medbench")
@@ -87,6 +88,7 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    without_group_defaults(cfg, overrides, choices)  # a checkpoint's label and architecture come from itself
     try:
         result_file = check_result_file(cfg.result_file)
     except MedbenchError:

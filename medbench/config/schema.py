@@ -27,7 +27,7 @@ INPUT_KINDS = ("synthetic", "assets", "folder", "dataset")
 class ModelConfig:
     """What to benchmark: an Ultralytics YAML (random init), a checkpoint, or a torchvision factory."""
 
-    name: str = MISSING  # the name in tables and JSON (the config's name, not the file's)
+    name: Optional[str] = MISSING  # the label in tables and JSON; null with weights: the checkpoint's run name
     kind: str = "ultralytics"  # ultralytics | torchvision
     cfg: Optional[str] = None  # model YAML (ultralytics) or factory name (torchvision); used when weights is null
     weights: Optional[str] = None  # path to a trained .pt; when set it wins over cfg

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from medbench.analysis import stats
+from medbench.models.identity import checkpoint_label
 from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
 from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
@@ -37,7 +38,8 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         "status": "running",
         "error": None,
         "metadata": {
-            "model_name": job.model.name, "weights": job.model.weights, "cfg": job.model.cfg,
+            "model_name": checkpoint_label(job.model.name, None, job.model.weights)[0] or job.model.cfg,
+            "label_source": None, "weights": job.model.weights, "cfg": job.model.cfg,
             "random_init": job.model.weights is None, "imgsz": h if h == w else [h, w], "batch": job.batch,
             "device": job.device, "device_requested": job.device, "warmup": job.iters.warmup,
             "iters": job.iters.iters, "seed": job.seed, "repeat": job.repeat, "timestamp": utc_now(), "benchmark_list": None,
@@ -86,6 +88,8 @@ def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: t
 
     (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
     record["cold_start"]["model_from_cache"] = cached  # a sweep's later points copy the model instead of building
+    record["metadata"].update(model_name=loaded.name, label_source=loaded.label_source)
+    record["warnings"].extend(loaded.warnings)
     record["metadata"].update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
                               weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
     params = loaded.params  # counted as built, before fusing folds BatchNorm away
@@ -140,7 +144,7 @@ def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, in
         step = _prepare(step, job, module, device, mode, cold)
         _, cold["first_forward_ms"] = time_once(step, device)
         log.info("timing %s on %s: %d warm-up + %d iterations, input %s",
-                 job.model.name, device, job.iters.warmup, job.iters.iters, tuple(inputs.shape))
+                 record["metadata"]["model_name"], device, job.iters.warmup, job.iters.iters, tuple(inputs.shape))
         m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
                     min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
                     pipelined_iters=job.iters.pipelined_iters, progress=_progress,

@@ -84,3 +84,38 @@ def test_every_swept_value_is_checked_before_anything_runs(medbench_cli, tmp_pat
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "nosuch" in proc.stderr
     assert not list((tmp_path / "sweep").rglob("result.json"))
+
+
+def test_each_point_is_composed_once_and_values_are_checked_up_front(tmp_path: Path):
+    """A real in-process Hydra sweep (trivial task) through the sweeper, counting compositions."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import HydraContext, RunMode
+
+    from medbench.cli.app import register_launchers
+    from medbench.config.schema import register_configs
+
+    class Counting(ConfigLoaderImpl):
+        calls: list[tuple[str, ...]] = []
+
+        def load_sweep_config(self, master_config, sweep_overrides):
+            self.calls.append(tuple(sweep_overrides))
+            return super().load_sweep_config(master_config, sweep_overrides)
+
+    register_configs()
+    register_launchers()
+    loader = Counting(config_search_path=create_config_search_path("pkg://medbench.conf"))
+    args = ["model=baseline,ghost,eca", "imgsz=64,96", "repeat=range(2)"]
+    master = loader.load_configuration("config", [f"hydra.sweep.dir={tmp_path}"] + args, RunMode.MULTIRUN)
+    sweeper = InterleavedSweeper(max_batch_size=None)
+    ran: list[tuple] = []
+    sweeper.setup(hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks(master)),
+                  task_function=lambda cfg: ran.append((cfg.repeat, cfg.model.name, cfg.imgsz)), config=master)
+    try:
+        sweeper.sweep(arguments=args)
+    finally:
+        GlobalHydra.instance().clear()
+    assert len(ran) == 12 and ran[:6] == [(0, m, s) for m in ("baseline", "ghost", "eca") for s in (64, 96)]
+    assert len(Counting.calls) == 12 == len(set(Counting.calls))  # once per point, not twice

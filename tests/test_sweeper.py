@@ -71,6 +71,8 @@ def test_replicate_sweep_runs_in_rounds_and_replicates_share_everything_else(med
     starts = [r["provenance"]["started_at"] for r in records]
     assert starts == sorted(starts)  # job numbers are the order they ran in
     assert all(r["status"] == "ok" for r in records)
+    plan = json.loads((sweep / "sweep_plan.json").read_text())["points"]  # the plan has the sweeper's order
+    assert [p["overrides"] for p in plan] == [r["metadata"]["overrides"] for r in records]
     for key in ("seed", "benchmark_list_sha256", "benchmark_size", "input_shape"):
         assert len({json.dumps(r["metadata"][key]) for r in records}) == 1, key
     # replicates are not variants: the table has no extra column telling them apart

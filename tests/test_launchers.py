@@ -170,11 +170,13 @@ def test_resume_reruns_only_the_dead_points_into_their_own_run_dirs(tmp_path: Pa
 @needs_submitit
 @pytest.mark.slow
 def test_isolated_sweep_three_points_three_processes_in_turn(medbench_cli, tmp_path: Path):
-    proc = medbench_cli("-m", "launcher=isolated", *QUICK, "device=cpu", "batch=1,2,3", timeout=600)
+    # three replicates of one point: each its own process, one after the other
+    proc = medbench_cli("-m", "launcher=isolated", *QUICK, "device=cpu", "repeat=range(3)", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = _only_sweep_dir(tmp_path)
     records = _results(sweep)
     assert [r["status"] for r in records] == ["ok"] * 3
+    assert [r["metadata"]["repeat"] for r in records] == [0, 1, 2]
     pids = {r["provenance"]["pid"] for r in records}
     assert len(pids) == 3 and os.getpid() not in pids
     _assert_no_overlap(records)

@@ -56,7 +56,7 @@ DELTA_HEADERS = {"d_params_pct": "params Δ%", "d_gflops_pct": "GFLOPs Δ%", "d_
 ENV_FIELDS = {"list_sha256": "benchmark list (metadata.benchmark_list_sha256)", "env_gpu_name": "GPU (env.gpu_name)",
               "env_torch": "torch version (env.torch)", "env_cpu": "CPU (env.cpu)"}
 # Overrides that define the setting or the model: never part of the "variant" (what else a sweep varied).
-_NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|experiment|hydra|result_file)(\.|$)")
+_NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|experiment|hydra|result_file|repeat)(\.|$)")
 NOISY_PCT = 10.0  # IQR/median above this (percent) is flagged, as in medbench.analysis.stats.NOISE_WARN
 COLUMNS_ORDER_VARIANT = 5  # the variant column goes right after the setting columns
 FORMATS = {"csv": ".csv", "md": ".md", "latex": ".tex"}

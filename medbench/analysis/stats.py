@@ -60,7 +60,57 @@ def noise_stats(samples_ms: Sequence[float]) -> dict[str, object]:
     if a.size < 10:
         note = f"only {a.size} samples: percentiles are rough"
         warning = f"{warning}; {note}" if warning else note
-    return {"iqr_ms": iqr, "iqr_over_median": float(ratio), "warning": warning}
+    return {"iqr_ms": iqr, "iqr_over_median": float(ratio), "ci95_halfwidth_pct": ci_halfwidth_pct(a),
+            "warning": warning}
+
+
+def _binom_half_lower_rank(n: int, tail: float) -> int:
+    """Largest j with P(B <= j) <= tail for B ~ Binomial(n, 1/2), or -1 when even P(B = 0) exceeds it.
+
+    Summed in log space from ten standard deviations below the mean (what lies below is < 1e-22), so it
+    needs no scipy import (seconds on a loaded machine) and stays fast for any n.
+    """
+    log_half_n = n * math.log(0.5)
+    log_n_fact = math.lgamma(n + 1)
+    start = max(0, int(n / 2 - 10 * math.sqrt(n) / 2))
+    cdf, j = 0.0, start - 1
+    for k in range(start, n + 1):
+        cdf += math.exp(log_n_fact - math.lgamma(k + 1) - math.lgamma(n - k + 1) + log_half_n)
+        if cdf > tail:
+            break
+        j = k
+    return j
+
+
+def median_ci(samples: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free confidence interval of the median from order statistics: ``(low, high)``.
+
+    With n sorted samples, ``[x_(k), x_(n+1-k)]`` (1-based) covers the true median with probability
+    ``1 - 2 * P(B <= k - 1)``, B ~ Binomial(n, 1/2); k is the largest rank that keeps that at or above
+    ``level`` (the interval ``scipy.stats.quantile_test(...).confidence_interval()`` gives). No assumption
+    about the shape of the distribution (latencies are skewed). None when n is too small for the level
+    (n < 6 at 95%). Assumes independent samples: on a loaded or drifting machine consecutive iterations
+    are not, and run-to-run variance needs replicates.
+    """
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    n = a.size
+    if n == 0 or not 0 < level < 1:
+        return None
+    j = _binom_half_lower_rank(n, (1.0 - level) / 2)
+    if j < 0:
+        return None
+    return float(a[j]), float(a[n - 1 - j])
+
+
+def ci_halfwidth_pct(samples: Sequence[float], level: float = 0.95) -> float | None:
+    """The larger side of the median's interval, in percent of the median (None when there is no interval)."""
+    ci = median_ci(samples, level)
+    if ci is None:
+        return None
+    median = float(np.median(np.asarray(samples, dtype=np.float64)))
+    if median <= 0:
+        return None
+    return max(median - ci[0], ci[1] - median) / median * 100.0
 
 
 def summarize(samples_ms: Sequence[float], batch: int) -> dict[str, dict]:

@@ -25,6 +25,7 @@ from medbench.cli import signals
 from medbench.cli.report import one_line, summary_lines
 from medbench.cli.signals import Interrupted
 from medbench.results.store import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
+from medbench.config.given import without_group_defaults
 from medbench.config.schema import check_result_file, config_warnings, register_configs, to_job
 
 log = logging.getLogger("medbench")
@@ -32,20 +33,22 @@ register_configs()
 
 
 def register_launchers() -> None:
-    """Make ``launcher=isolated`` / ``hydra/launcher=slurm`` find medbench's submitit launchers.
+    """Make medbench's sweeper and ``launcher=isolated`` / ``hydra/launcher=slurm``'s launchers known to Hydra.
 
     Hydra instantiates launchers only from classes found by scanning the ``hydra_plugins`` package,
     and that scan misses packages of an editable install; registering them by hand works for both
     kinds of install. Without the ``slurm`` extra (hydra-submitit-launcher) there is nothing to do.
     """
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.medbench_launcher.interleaved_sweeper import InterleavedSweeper
+
+    Plugins.instance().register(InterleavedSweeper)  # hydra/sweeper=interleaved, config.yaml's default
     try:
         from hydra_plugins.medbench_launcher import medbench_submitit
     except ImportError:
         return
     if not medbench_submitit.AVAILABLE:
         return
-    from hydra.core.plugins import Plugins
-
     for launcher in (medbench_submitit.LocalLauncher, medbench_submitit.SlurmLauncher):
         Plugins.instance().register(launcher)
 
@@ -85,6 +88,7 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     multirun = hc.mode == RunMode.MULTIRUN
     overrides = list(hc.overrides.task)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
+    without_group_defaults(cfg, overrides, choices)  # a checkpoint's label and architecture come from itself
     try:
         result_file = check_result_file(cfg.result_file)
     except MedbenchError:

@@ -45,7 +45,9 @@ def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
         "  memory " + (f"peak GPU {_fmt(mem['peak_gpu_mem_MB'], '.0f')} MB · " if mem.get("peak_gpu_mem_MB") else "")
         + f"peak RSS {_fmt(mem.get('peak_rss_MB'), '.0f')} MB",
         f"  cold start  load {_fmt(cold['model_load_ms'], '.0f')} ms · first forward {_fmt(cold['first_forward_ms'], '.0f')} ms",
-        f"  noise  IQR {_fmt(noise['iqr_over_median'] * 100 if noise['iqr_over_median'] is not None else None, '.1f')}% of median",
+        f"  noise  IQR {_fmt(noise['iqr_over_median'] * 100 if noise['iqr_over_median'] is not None else None, '.1f')}% of median"
+        f" · median ±{_fmt(noise.get('ci95_halfwidth_pct'), '.2f')}% (95% CI)"
+        + (f" · stopped by {meta['stopped_by']}" if meta.get("stopped_by") not in (None, "iters") else ""),
     ]
     if record.get("stages"):
         stages = " · ".join(f"{k} {v['p50_ms']:.2f}" for k, v in record["stages"].items())

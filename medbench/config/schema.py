@@ -27,7 +27,7 @@ INPUT_KINDS = ("synthetic", "assets", "folder", "dataset")
 class ModelConfig:
     """What to benchmark: an Ultralytics YAML (random init), a checkpoint, or a torchvision factory."""
 
-    name: str = MISSING  # the name in tables and JSON (the config's name, not the file's)
+    name: Optional[str] = MISSING  # the label in tables and JSON; null with weights: the checkpoint's run name
     kind: str = "ultralytics"  # ultralytics | torchvision
     cfg: Optional[str] = None  # model YAML (ultralytics) or factory name (torchvision); used when weights is null
     weights: Optional[str] = None  # path to a trained .pt; when set it wins over cfg
@@ -59,7 +59,9 @@ class ItersConfig:
     warmup: int = 50
     iters: int = 300
     min_time_s: float = 0.0  # keep timing past `iters` until this much timed time has passed
-    max_iters: Optional[int] = None  # cap for min_time_s (null: 10 x iters)
+    max_iters: Optional[int] = None  # cap for min_time_s and target_ci_pct (null: 10 x iters)
+    target_ci_pct: Optional[float] = None  # keep timing until the median's 95% CI is within ±this % (iters=auto)
+    max_time_s: Optional[float] = None  # with target_ci_pct: stop after this much timed work even if not reached
     pipelined_iters: Optional[int] = None  # CUDA, scope=forward: calls between one event pair (null: min(samples, 100, ~2 s); 0: off)
 
 
@@ -86,6 +88,7 @@ class Config:
     imgsz: Any = 640  # int or [h, w]
     batch: int = 1
     seed: int = 42
+    repeat: int = 0  # replicate index: repeat='range(5)' in a sweep runs 5 replicates, interleaved across variants
     scope: str = "forward"  # forward | end_to_end
     result_file: str = "result.json"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -99,9 +102,13 @@ def register_configs() -> None:
 
     The top-level schema types every group node, so a group file with a typo'd key or a wrong type
     fails at composition; the groups need no schema entries of their own (which would also show up
-    as bogus options in ``model=`` error messages).
+    as bogus options in ``model=`` error messages). Also registers ``hydra/sweeper=interleaved``
+    (replicates in rounds), which config.yaml selects.
     """
+    from hydra_plugins.medbench_launcher import interleaved_sweeper
+
     ConfigStore.instance().store(name="medbench_schema", node=Config)
+    interleaved_sweeper.register()
     if not OmegaConf.has_resolver("medbench_stamp"):
         # cached per config (as Hydra's ``now``), and Hydra copies the cache to every job's config: one value per sweep
         OmegaConf.register_new_resolver("medbench_stamp", unique_stamp, use_cache=True)
@@ -131,6 +138,7 @@ class Job:
     iters: ItersConfig
     runtime: RuntimeConfig
     result_file: str = "result.json"
+    repeat: int = 0  # replicate index; replicates of a setting share everything else (seed, benchmark list)
 
 
 def parse_imgsz(value: Any) -> tuple[int, int]:
@@ -197,6 +205,10 @@ def to_job(cfg: DictConfig) -> Job:
         raise ConfigError(f"iters.min_time_s must be a finite number >= 0, got {iters.min_time_s}")
     if iters.max_iters is not None and iters.max_iters < max(1, iters.iters):
         raise ConfigError(f"iters.max_iters must be >= iters.iters ({iters.iters}) or null, got {iters.max_iters}")
+    for key in ("target_ci_pct", "max_time_s"):
+        value = getattr(iters, key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"iters.{key} must be > 0 (or null), got {value}")
     _choice("runtime.precision", runtime.precision, PRECISIONS)
     if runtime.threads is not None:
         _positive("runtime.threads", runtime.threads)
@@ -214,6 +226,7 @@ def to_job(cfg: DictConfig) -> Job:
         iters=iters,
         runtime=runtime,
         result_file=check_result_file(cfg.result_file),
+        repeat=_positive("repeat", int(cfg.repeat), minimum=0),
     )
 
 

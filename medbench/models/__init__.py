@@ -12,13 +12,14 @@ import math
 import os
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from medbench.errors import ModelError
+from medbench.models.identity import checkpoint_label, group_mismatch
 from medbench.models.modules import ECA, register_modules
 from medbench.models.torchvision_models import build_torchvision, load_torchvision_weights, output_classes
 from medbench.models.ultralytics_models import build_from_yaml, describe, is_ultralytics_model, load_weights
@@ -31,6 +32,7 @@ __all__ = [
     "MODELS",
     "ModelCache",
     "build_model",
+    "cached_gflops",
     "compute_gflops",
     "count_params",
     "prepare_for_inference",
@@ -58,6 +60,8 @@ class LoadedModel:
     class_names: dict[int, str] | None
     stride: int | None  # max stride (Ultralytics), None for torchvision
     params: int = 0  # count_params(module) as built, before any fusing
+    label_source: str = "model.name"  # where ``name`` came from (medbench.models.identity.LABEL_SOURCES)
+    warnings: list[str] = field(default_factory=list)  # e.g. the chosen group does not describe the checkpoint
 
 
 def count_params(module: nn.Module) -> int:
@@ -83,6 +87,18 @@ def compute_gflops(module: nn.Module, imgsz: tuple[int, int]) -> float | None:
         )
         return None
     return float(flops)
+
+
+_GFLOPS: dict[tuple, float | None] = {}
+
+
+def cached_gflops(module: nn.Module, imgsz: tuple[int, int], key: tuple) -> float | None:
+    """``compute_gflops`` once per process for each ``key`` (a ``ModelCache.key`` plus what else shapes the
+    module, e.g. fused or not) and imgsz: the points of a sweep that share a model skip profiling it again."""
+    full = (*key, int(imgsz[0]), int(imgsz[1]))
+    if full not in _GFLOPS:
+        _GFLOPS[full] = compute_gflops(module, imgsz)
+    return _GFLOPS[full]
 
 
 def prepare_for_inference(module: nn.Module, *, fuse: bool) -> tuple[nn.Module, bool]:
@@ -112,7 +128,8 @@ def _freeze(module: nn.Module) -> nn.Module:
 def _build_ultralytics(spec: ModelConfig) -> dict[str, Any]:
     if spec.weights:
         module, path, sha, task = load_weights(spec.weights, spec.task, trust=spec.trust_weights, imports=spec.imports)
-        out = {"module": module, "task": task, "random_init": False, "cfg": None, "weights": str(path), "weights_sha256": sha}
+        out = {"module": module, "task": task, "random_init": False, "cfg": None, "weights": str(path), "weights_sha256": sha,
+               "warnings": group_mismatch(spec.cfg, spec.num_classes, module) if spec.cfg else []}
     else:
         module, cfg, task = build_from_yaml(spec.cfg, spec.task, spec.num_classes)
         out = {"module": module, "task": task, "random_init": True, "cfg": cfg, "weights": None, "weights_sha256": None}
@@ -144,7 +161,14 @@ def build_model(spec: ModelConfig) -> LoadedModel:
     register_modules(spec.imports)
     parts = _build_ultralytics(spec) if spec.kind == "ultralytics" else _build_torchvision(spec)
     module = _freeze(parts.pop("module"))
-    return LoadedModel(module=module, name=spec.name, kind=spec.kind, params=count_params(module), **parts)
+    name, source = checkpoint_label(spec.name, module, parts["weights"])
+    return LoadedModel(module=module, name=name or _stem(spec.cfg), label_source=source, kind=spec.kind,
+                       params=count_params(module), **parts)
+
+
+def _stem(cfg: str | None) -> str:
+    """Label of a random-init model without a name: its YAML's / factory's name (``yolo11n.yaml`` → yolo11n)."""
+    return os.path.splitext(os.path.basename(str(cfg)))[0]
 
 
 class ModelCache:
@@ -178,7 +202,9 @@ class ModelCache:
         if key in self.models:
             self.models.move_to_end(key)
             cached = self.models[key]
-            return replace(cached, name=spec.name, module=copy.deepcopy(cached.module)), True
+            name, source = checkpoint_label(spec.name, cached.module, cached.weights)
+            return replace(cached, name=name or _stem(spec.cfg), label_source=source,
+                           module=copy.deepcopy(cached.module)), True
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # random-init weights are the same in every run with this seed
             loaded = build_model(spec)

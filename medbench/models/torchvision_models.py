@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from medbench.errors import ModelError
-from medbench.models.ultralytics_models import file_sha256, resolve_weights, torch_load
+from medbench.models.ultralytics_models import file_sha256, is_ultralytics_model, resolve_weights, torch_load
 
 
 def classification_factories() -> list[str]:
@@ -45,11 +45,16 @@ def load_torchvision_weights(name: str | None, weights: str, num_classes: int | 
     """A saved torchvision model: the pickled module itself, or a state_dict loaded into the ``name`` factory.
 
     Read without running the file's code unless ``trust`` (``model.trust_weights``), as for Ultralytics."""
+    from ultralytics.nn.tasks import guess_model_task
+
     path = resolve_weights(weights)
     obj = torch_load(path, trust=trust, imports=imports)
-    if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module):
-        obj = obj["model"]
+    if isinstance(obj, dict):  # an Ultralytics-style dict: the module under "model" (or "ema" before stripping)
+        obj = next((obj[k] for k in ("model", "ema") if isinstance(obj.get(k), nn.Module)), obj)
     if isinstance(obj, nn.Module):
+        if is_ultralytics_model(obj):
+            raise ModelError(f"checkpoint {path} is an Ultralytics {guess_model_task(obj)} model, not a torchvision "
+                             f"{name or 'classifier'}: use an Ultralytics model group (e.g. model=baseline model.weights=...)")
         return obj.float().eval(), path, file_sha256(path)
     if isinstance(obj, dict):
         state = obj.get("state_dict", obj.get("model", obj))

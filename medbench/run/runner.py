@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from medbench.analysis import stats
+from medbench.models.identity import checkpoint_label
 from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
 from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
@@ -39,10 +40,11 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         "status": "running",
         "error": None,
         "metadata": {
-            "model_name": job.model.name, "weights": job.model.weights, "cfg": job.model.cfg,
+            "model_name": checkpoint_label(job.model.name, None, job.model.weights)[0] or job.model.cfg,
+            "label_source": None, "weights": job.model.weights, "cfg": job.model.cfg,
             "random_init": job.model.weights is None, "imgsz": h if h == w else [h, w], "batch": job.batch,
             "device": job.device, "device_requested": job.device, "warmup": job.iters.warmup,
-            "iters": job.iters.iters, "seed": job.seed, "timestamp": utc_now(), "benchmark_list": None,
+            "iters": job.iters.iters, "seed": job.seed, "repeat": job.repeat, "timestamp": utc_now(), "benchmark_list": None,
             "benchmark_size": None, "benchmark_list_sha256": None, "precision": job.runtime.precision,
             "overrides": list(overrides), "choices": dict(choices), "scope": job.scope,
             "model_kind": job.model.kind, "task": job.model.task, "input_kind": job.input.kind,
@@ -50,9 +52,10 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
             "runtime": {k: getattr(job.runtime, k) for k in vars(job.runtime)},
             "iters_config": {k: getattr(job.iters, k) for k in vars(job.iters)},
         },
-        "model_complexity": {"params": None, "params_M": None, "gflops": None, "fused": None},
+        "model_complexity": {"params": None, "params_M": None, "gflops": None, "gflops_unfused": None,
+                             "fused": None},
         "latency": None, "throughput": None, "memory": None,
-        "cold_start": {"model_load_ms": None, "first_forward_ms": None, "compile_ms": None,
+        "cold_start": {"model_load_ms": None, "first_forward_ms": None, "warmup_ms": None, "compile_ms": None,
                        "cuda_graph_capture_ms": None, "model_from_cache": None, "eager_forward_ms": None,
                        "graph_breaks": None, "graph_break_reasons": None, "compiled_graphs": None, "recompiles": None,
                        "recompiled": None},
@@ -104,11 +107,13 @@ def _note_bf16(record: dict[str, Any], device: torch.device, dtype: torch.dtype)
 
 def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """Build/load, count, fuse and place the model; ``model_load_ms`` = build (or copy from the process's
-    model cache, then ``model_from_cache`` is true) + move to the device."""
-    from medbench.models import MODELS, compute_gflops, prepare_for_inference
+    model cache, then ``model_from_cache`` is true) + fuse + move to the device."""
+    from medbench.models import MODELS, cached_gflops, prepare_for_inference
 
     (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
     record["cold_start"]["model_from_cache"] = cached  # a sweep's later points copy the model instead of building
+    record["metadata"].update(model_name=loaded.name, label_source=loaded.label_source)
+    record["warnings"].extend(loaded.warnings)
     record["metadata"].update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
                               weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
     params = loaded.params  # counted as built, before fusing folds BatchNorm away
@@ -117,13 +122,18 @@ def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: t
         record["warnings"].append(warning)
         record["metadata"].update(imgsz_requested=record["metadata"]["imgsz"],
                                   imgsz=imgsz[0] if imgsz[0] == imgsz[1] else list(imgsz))
-    gflops = compute_gflops(loaded.module, imgsz)
+    key = MODELS.key(job.model, job.seed)
+    gflops_unfused = cached_gflops(loaded.module, imgsz, (*key, "as built"))
+    (module, fused), fuse_ms = time_once(lambda: prepare_for_inference(loaded.module, fuse=job.model.fuse),
+                                         torch.device("cpu"))
+    # GFLOPs of the model as timed: the fused one when fused (Ultralytics' "summary (fused)" figure)
+    gflops = cached_gflops(module, imgsz, (*key, "fused")) if fused else gflops_unfused
     if gflops is None:
         record["warnings"].append("GFLOPs could not be computed by Ultralytics' get_flops; reported as null")
-    module, fused = prepare_for_inference(loaded.module, fuse=job.model.fuse)
     module, place_ms = time_once(lambda: place_model(module, device, dtype, job.runtime.channels_last), device)
-    record["model_complexity"] = {"params": params, "params_M": params / 1e6, "gflops": gflops, "fused": fused}
-    record["cold_start"]["model_load_ms"] = build_ms + place_ms
+    record["model_complexity"] = {"params": params, "params_M": params / 1e6, "gflops": gflops,
+                                  "gflops_unfused": gflops_unfused, "fused": fused}
+    record["cold_start"]["model_load_ms"] = build_ms + fuse_ms + place_ms
     first_param = next(module.parameters(), None)
     record["metadata"]["model_dtype"] = _dtype_name(first_param.dtype if first_param is not None else dtype)
     return module
@@ -159,7 +169,7 @@ def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, in
         step, after_warmup = _prepare(step, after_warmup, job, module, inputs, device, dtype, mode, cold)
         _, cold["first_forward_ms"] = time_once(step, device)
         log.info("timing %s on %s: %d warm-up + %d iterations, input %s",
-                 job.model.name, device, job.iters.warmup, job.iters.iters, tuple(inputs.shape))
+                 record["metadata"]["model_name"], device, job.iters.warmup, job.iters.iters, tuple(inputs.shape))
 
         def after_loop() -> None:
             record["telemetry"] = probe.finish()
@@ -169,7 +179,8 @@ def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, in
         m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
                     min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
                     pipelined_iters=job.iters.pipelined_iters if job.scope == "forward" else 0, progress=_progress,
-                    after_warmup=_then(after_warmup, probe.start), after_loop=after_loop)
+                    after_warmup=_then(after_warmup, probe.start), after_loop=after_loop,
+                    stop=_precision_rule(job.iters.target_ci_pct), max_time_s=job.iters.max_time_s)
     if mode is not None:
         cold.update(compile_stats(module))
         _compile_warnings(record)
@@ -198,6 +209,18 @@ def _prepare(step: Callable[[], Any], after_warmup: Callable[[], None] | None, j
         batches = step.batches
         step, cold["cuda_graph_capture_ms"] = time_once(lambda: CudaGraphStep(module, batches, device), device)
     return step, after_warmup
+
+
+def _precision_rule(target_pct: float | None) -> Callable[[list[float]], bool] | None:
+    """iters.target_ci_pct → "the median's 95% interval is within ±target % of the median" (None: no rule)."""
+    if target_pct is None:
+        return None
+
+    def precise_enough(samples_ms: list[float]) -> bool:
+        half = stats.ci_halfwidth_pct(samples_ms)
+        return half is not None and half <= target_pct
+
+    return precise_enough
 
 
 def _then(first: Callable[[], None] | None, second: Callable[[], None]) -> Callable[[], None]:
@@ -248,6 +271,14 @@ def _fill_measurement(record: dict[str, Any], m: Any, batch: int) -> None:
     if tel.get("energy_J") is not None and m.samples_ms:
         tel["energy_per_image_J"] = tel["energy_J"] / (len(m.samples_ms) * batch)
     record["metadata"]["timer"] = m.timer
+    record["metadata"]["stopped_by"] = m.stopped_by
+    target = record["metadata"]["iters_config"].get("target_ci_pct")
+    reached = summary["noise"]["ci95_halfwidth_pct"]
+    if target is not None and m.stopped_by != "target":
+        at = "no interval yet" if reached is None else f"±{reached:.2f}%"
+        record["warnings"].append(f"timing stopped at its cap after {len(m.samples_ms)} iterations with the median's "
+                                  f"95% CI at {at}, short of the ±{target:g}% target (iters.max_time_s / max_iters)")
+    record["cold_start"]["warmup_ms"] = m.warmup_ms
     record["metadata"]["samples"] = len(m.samples_ms)
     record["warnings"].extend(_telemetry_warnings(record["telemetry"]))
 

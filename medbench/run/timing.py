@@ -38,6 +38,8 @@ import torch
 from medbench.run.devices import synchronize
 
 ProgressFn = Callable[[int, int, float], None]  # (done, planned, last_sample_ms)
+StopRule = Callable[[list[float]], bool]  # samples_ms so far -> True when they are precise enough
+LoopFn = Callable[..., tuple[list[float], "list[float] | None"]]  # (fn, device, n, budget_s, cap, progress)
 PROGRESS_EVERY_S = 2.0
 
 
@@ -56,6 +58,8 @@ class Measurement:
     memory: dict[str, float | None] = field(default_factory=dict)
     timer: str = "perf_counter"
     host_samples_ms: list[float] | None = None  # CUDA: perf_counter ms of the same calls (record + fn + sync)
+    stopped_by: str = "iters"  # iters (count / min_time_s reached) | target (stop rule met) | cap (max_iters / max_time_s)
+    warmup_ms: float | None = None  # wall time of the discarded warm-up iterations
 
 
 def pipelined_count(requested: int | None, samples_ms: list[float]) -> int:
@@ -126,6 +130,12 @@ def _time_host(fn: Callable[[], Any], device: torch.device, n: int, budget_s: fl
     return [s * 1e3 for s in samples]
 
 
+def _time_host_pair(fn: Callable[[], Any], device: torch.device, n: int, budget_s: float, cap: int,
+                    progress: ProgressFn | None) -> tuple[list[float], None]:
+    """``_time_host`` in the shape of ``_time_cuda`` (no separate host times: the samples are host times)."""
+    return _time_host(fn, device, n, budget_s, cap, progress), None
+
+
 def _time_cuda(fn: Callable[[], Any], device: torch.device, n: int, budget_s: float, cap: int,
                progress: ProgressFn | None) -> tuple[list[float], list[float]]:
     """Event-pair loop with a synchronize after every call: returns (event ms, host ms) per call."""
@@ -154,6 +164,30 @@ def _time_cuda(fn: Callable[[], Any], device: torch.device, n: int, budget_s: fl
     return samples, host
 
 
+def _time_until(stop: StopRule, loop: LoopFn, fn: Callable[[], Any], device: torch.device,
+                samples: list[float], host: list[float] | None, cap: int, max_time_s: float | None,
+                progress: ProgressFn | None) -> tuple[list[float], list[float] | None, str]:
+    """More timed rounds until ``stop`` holds or a cap is hit: ``(samples, host, "target" | "cap")``.
+
+    Each round adds a quarter of the samples so far (so the rule runs O(log n) times), trimmed so that the
+    round fits what is left of ``max_iters`` and, at the current pace, of ``max_time_s``.
+    """
+    while True:
+        if stop(samples):
+            return samples, host, "target"
+        spent_s = sum(samples) / 1e3
+        if len(samples) >= cap or (max_time_s is not None and spent_s >= max_time_s):
+            return samples, host, "cap"
+        n = min(max(1, len(samples) // 4), cap - len(samples))
+        if max_time_s is not None and spent_s > 0:
+            n = max(1, min(n, int((max_time_s - spent_s) / (spent_s / len(samples))) + 1))
+        done = len(samples)
+        report = None if progress is None else (lambda k, _n, ms: progress(done + k, cap, ms))
+        more, more_host = loop(fn, device, n, 0.0, n, report)
+        samples = samples + more
+        host = None if host is None or more_host is None else host + more_host
+
+
 def time_pipelined(fn: Callable[[], Any], device: torch.device, n: int) -> float:
     """CUDA only: mean ms per call for ``n`` calls queued back to back between one event pair."""
     stream = torch.cuda.current_stream(device)
@@ -175,19 +209,26 @@ def _current(device: torch.device) -> contextlib.AbstractContextManager:
 def measure(fn: Callable[[], Any], *, device: torch.device | str = "cpu", warmup: int = 10, iters: int = 100,
             min_time_s: float = 0.0, max_iters: int | None = None, pipelined_iters: int | None = None,
             progress: ProgressFn | None = None, after_warmup: Callable[[], None] | None = None,
-            after_loop: Callable[[], None] | None = None) -> Measurement:
+            after_loop: Callable[[], None] | None = None, stop: StopRule | None = None,
+            max_time_s: float | None = None) -> Measurement:
     """Warm up, then time ``fn()``; see the module docstring for the rules.
 
     ``after_warmup`` is called once between warm-up and the timed loop (e.g. to clear stage timers and
     start telemetry), ``after_loop`` once right after it, before the pipelined pass. ``pipelined_iters=0``
     skips that pass (do so where calls back to back mean nothing, or pull data). The caller decides on
     ``torch.inference_mode()``: the engine times whatever ``fn`` does.
+
+    ``stop`` (e.g. "the median's 95% interval is within ±1%"): after the first ``iters`` (and ``min_time_s``),
+    keep timing in rounds until ``stop(samples_ms)`` is true, ``max_iters`` samples or ``max_time_s`` seconds
+    of timed work; the rule runs between rounds, never inside the timed loop.
     """
     device = torch.device(device)
     with _current(device):
+        warmup_start = time.perf_counter()
         for _ in range(warmup):
             fn()
         synchronize(device)
+        warmup_ms = (time.perf_counter() - warmup_start) * 1e3
         if after_warmup is not None:
             after_warmup()
         before = None
@@ -195,13 +236,14 @@ def measure(fn: Callable[[], Any], *, device: torch.device | str = "cpu", warmup
             torch.cuda.reset_peak_memory_stats(device)
             before = torch.cuda.memory_allocated(device) / (1024 * 1024)
         cap = max_iters if max_iters is not None else max(iters, 10 * iters)
-        host = None
-        if device.type == "cuda":
-            samples, host = _time_cuda(fn, device, iters, min_time_s, cap, progress)
-        else:
-            samples = _time_host(fn, device, iters, min_time_s, cap, progress)
+        loop: LoopFn = _time_cuda if device.type == "cuda" else _time_host_pair
+        samples, host = loop(fn, device, iters, min_time_s, cap, progress)
+        stopped_by = "cap" if sum(samples) < min_time_s * 1e3 else "iters"
+        if stop is not None:
+            samples, host, stopped_by = _time_until(stop, loop, fn, device, samples, host, cap, max_time_s, progress)
         result = Measurement(samples_ms=samples, warmup=warmup, memory=_memory(device, before), host_samples_ms=host,
-                             timer="cuda_event" if device.type == "cuda" else "perf_counter")
+                             timer="cuda_event" if device.type == "cuda" else "perf_counter", stopped_by=stopped_by,
+                             warmup_ms=warmup_ms)
         if after_loop is not None:
             after_loop()
         n = pipelined_count(pipelined_iters, samples) if device.type == "cuda" else 0

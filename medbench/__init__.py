@@ -1,6 +1,6 @@
 """medbench: reproducible latency / throughput / memory benchmarks for PyTorch and Ultralytics vision models.
 
-The Python API (SPEC §9) is exported lazily (PEP 562): ``from medbench import ModelBenchmark`` imports torch,
+The Python API is exported lazily (PEP 562): ``from medbench import ModelBenchmark`` imports torch,
 but ``import medbench`` alone (e.g. for ``python -m medbench --help``) does not.
 """
 
@@ -9,18 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "BenchmarkResult",
-    "BenchmarkSuite",
-    "DataLoaderBenchmark",
-    "ModelBenchmark",
-    "PerformanceBenchmark",
-]
+from medbench.api import API_NAMES
 
-_LAZY = {name: "medbench.api.benchmarks" for name in __all__}
+__all__ = list(API_NAMES)
+
+_LAZY = {name: "medbench.api.benchmarks" for name in __all__} | {
+    "BenchmarkResult": "medbench.api.result", "BenchmarkSuite": "medbench.api.benchmark_suite"}
 
 if TYPE_CHECKING:  # for type checkers and IDEs only; at run time the names come from __getattr__
-    from medbench.api.benchmarks import BenchmarkResult, BenchmarkSuite, DataLoaderBenchmark, ModelBenchmark, PerformanceBenchmark
+    from medbench.api.benchmark_suite import BenchmarkSuite  # noqa: F401
+    from medbench.api.benchmarks import DataLoaderBenchmark, ModelBenchmark, PerformanceBenchmark  # noqa: F401
+    from medbench.api.result import BenchmarkResult  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

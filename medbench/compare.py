@@ -1,8 +1,8 @@
-"""``python -m medbench.compare``: kept as an entry point; the code lives in ``medbench.analysis.compare``."""
+"""``python -m medbench.compare``: kept as an entry point; the code lives in ``medbench.cli.compare``."""
 
 import sys
 
-from medbench.analysis.compare import main
+from medbench.cli.compare import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""The Python API (SPEC §9) on small real workloads: a tiny model, an in-memory dataset, plain callables."""
+"""The Python API on small real workloads: a tiny model, an in-memory dataset, plain callables."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from medbench import BenchmarkResult, BenchmarkSuite, DataLoaderBenchmark, ModelBenchmark, PerformanceBenchmark
-from medbench.api.benchmarks import SUITE_KIND, batch_length, load_suite
+from medbench.api.benchmark_suite import SUITE_KIND, load_suite
+from medbench.api.benchmarks import batch_length
 from medbench.errors import ResultError
 
 LATENCY_KEYS = {"mean_ms", "median_ms", "p50_ms", "p95_ms", "p99_ms", "std_ms", "min_ms", "max_ms"}
@@ -56,12 +57,12 @@ def assert_consistent(r: BenchmarkResult, items: int) -> None:
     """duration = sum of samples; throughput = items / duration; statistics from the same samples."""
     assert r.ok and r.status == "ok" and r.error is None
     assert r.duration == pytest.approx(sum(r.samples_ms) / 1e3, rel=1e-12)
-    assert r.throughput == pytest.approx(items / r.duration, rel=1e-9)
+    assert r.throughput.items_per_s == pytest.approx(items / r.duration, rel=1e-9)
     assert r.metadata["items"] == items
     assert r.metadata["iterations"] == len(r.samples_ms)
-    assert set(r.latency) == LATENCY_KEYS
+    assert set(r.latency.model_dump()) == LATENCY_KEYS
     assert r.latency["min_ms"] == min(r.samples_ms) and r.latency["max_ms"] == max(r.samples_ms)
-    assert {"iqr_ms", "iqr_over_median", "warning"} <= set(r.noise)
+    assert {"iqr_ms", "iqr_over_median", "warning"} <= set(r.noise.model_dump())
 
 
 # --- PerformanceBenchmark -----------------------------------------------------------------------------------------
@@ -79,14 +80,14 @@ def test_performance_benchmark_spec_example() -> None:
     assert_consistent(r, items=100)
     assert r.metadata["unit"] == "calls/s" and r.metadata["device"] == "cpu" and r.metadata["batch_size"] == 1
     assert r.metadata["timer"] == "perf_counter"
-    assert r.memory_allocated is None and r.memory_reserved is None  # no GPU memory on CPU
-    assert r.metadata["peak_rss_MB"] > 0
+    assert r.memory.peak_gpu_mem_MB is None and r.memory.reserved_MB is None  # no GPU memory on CPU
+    assert r.memory.peak_rss_MB > 0
 
 
 def test_performance_benchmark_sees_a_sleep() -> None:
     r = PerformanceBenchmark("sleep", warmup_iterations=1, test_iterations=10).run(time.sleep, 0.002)
     assert r.latency["min_ms"] >= 2.0  # a sleep can overrun on a busy machine, never underrun
-    assert r.throughput <= 500
+    assert r.throughput.items_per_s <= 500
 
 
 def test_items_per_call_scales_throughput() -> None:
@@ -101,7 +102,7 @@ def test_performance_benchmark_on_cuda_uses_events() -> None:
     x = torch.randn(512, 512, device="cuda")
     r = PerformanceBenchmark("mm", warmup_iterations=3, test_iterations=20, device="cuda").run(torch.mm, x, x)
     assert r.metadata["timer"] == "cuda_event" and r.metadata["device"] == "cuda:0"
-    assert r.memory_allocated is not None and r.metadata["pipelined_ms"] > 0
+    assert r.memory.peak_gpu_mem_MB is not None and r.throughput.pipelined_ms > 0
 
 
 # --- ModelBenchmark -----------------------------------------------------------------------------------------------
@@ -165,9 +166,11 @@ def test_batch_length() -> None:
 def test_to_dict_shape_and_json_round_trip(tiny_model: nn.Module) -> None:
     r = ModelBenchmark(tiny_model, input_shape=(3, 16, 16), warmup_iterations=1).run(batch_size=2, num_iterations=5)
     d = r.to_dict()
-    assert {"name", "duration", "throughput", "memory_allocated", "memory_reserved", "metadata", "latency", "noise",
-            "samples_ms"} <= set(d)
-    assert {"device", "batch_size", "unit", "warmup", "iterations"} <= set(d["metadata"])
+    assert {"schema_version", "kind", "status", "name", "throughput", "memory", "metadata", "latency", "noise",
+            "samples_ms", "telemetry"} <= set(d)
+    assert d["kind"] == "api" and d["schema_version"] == 2
+    assert {"fps_mean", "fps_p50", "items_per_s"} <= set(d["throughput"]) and "peak_rss_MB" in d["memory"]
+    assert {"device", "batch_size", "unit", "warmup", "iterations", "duration_s"} <= set(d["metadata"])
     assert set(d["latency"]) == LATENCY_KEYS and len(d["samples_ms"]) == 5
     text = json.dumps(d, allow_nan=False)
     back = json.loads(text)
@@ -189,15 +192,15 @@ def test_failed_result_is_json_safe() -> None:
     r = BenchmarkResult.failed("broken", ValueError("bad input"))
     d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
     assert d["status"] == "failed" and d["error"]["type"] == "ValueError" and d["error"]["message"] == "bad input"
-    assert d["throughput"] is None and d["samples_ms"] == []
+    assert d["throughput"] is None and d["samples_ms"] is None
     assert "FAILED" in str(r)
     assert BenchmarkResult.from_dict(d).status == "failed"
 
 
 def test_non_finite_numbers_become_null() -> None:
-    r = BenchmarkResult("x", 0.0, math.inf, None, None, {"v": math.nan})
+    r = BenchmarkResult(name="x", status="ok", throughput={"items_per_s": math.inf}, metadata={"v": math.nan})
     d = r.to_dict()
-    assert d["throughput"] is None and d["metadata"]["v"] is None
+    assert d["throughput"]["items_per_s"] is None and d["metadata"]["v"] is None
 
 
 # --- BenchmarkSuite -----------------------------------------------------------------------------------------------
@@ -232,7 +235,7 @@ def test_suite_runs_all_records_failures_and_saves(tmp_path, tiny_model: nn.Modu
     path = suite.save_results("run.json")
     assert path == tmp_path / "bench" / "run.json"
     data = load_suite(path)
-    assert data["schema_version"] == 1 and data["kind"] == SUITE_KIND and data["name"] == "unit"
+    assert data["schema_version"] == 2 and data["kind"] == SUITE_KIND and data["name"] == "unit"
     assert data["created"].endswith("+00:00")
     assert {"python", "torch", "cpu", "git_commit"} <= set(data["env"])
     assert [r["name"] for r in data["results"]] == ["spin", "broken", "model", "spin_more"]

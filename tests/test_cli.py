@@ -7,7 +7,7 @@ import pytest
 
 from conftest import HAS_CUDA, QUICK, only_result
 
-SPEC_KEYS = {
+RECORD_KEYS = {
     "metadata": {"model_name", "weights", "cfg", "random_init", "imgsz", "batch", "device", "warmup", "iters", "seed",
                  "timestamp", "benchmark_list", "benchmark_size", "benchmark_list_sha256", "precision", "overrides",
                  "choices"},
@@ -26,8 +26,8 @@ def test_single_run_writes_the_spec_record(medbench_cli, tmp_path):
     proc = medbench_cli(*QUICK, "batch=2", "device=cpu")
     assert proc.returncode == 0, proc.stderr
     path, rec = only_result(tmp_path / "outputs" / "runs")
-    assert rec["schema_version"] == 1 and rec["status"] == "ok" and rec["error"] is None
-    for block, keys in SPEC_KEYS.items():
+    assert rec["schema_version"] == 2 and rec["kind"] == "run" and rec["status"] == "ok" and rec["error"] is None
+    for block, keys in RECORD_KEYS.items():
         assert keys <= set(rec[block]), (block, keys - set(rec[block]))
     meta = rec["metadata"]
     assert (meta["model_name"], meta["cfg"], meta["random_init"], meta["imgsz"], meta["batch"]) == (
@@ -89,8 +89,26 @@ def test_bad_overrides_end_in_one_line(medbench_cli, override, expect):
 def test_help_explains(medbench_cli):
     proc = medbench_cli("--help")
     assert proc.returncode == 0
-    for text in ("medbench", "model: baseline", "python -m medbench.collate", "iters"):
+    for text in ("medbench", "model: baseline", "medbench collate", "iters"):
         assert text in proc.stdout
+
+
+def test_medbench_subcommands_and_their_help(tmp_path):
+    import subprocess
+    import sys
+
+    def medbench(*args: str) -> subprocess.CompletedProcess:
+        code = "import sys; from medbench.cli.app import main; sys.argv[0] = 'medbench'; main()"
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+
+    listing = medbench("help")
+    assert listing.returncode == 0
+    for name in ("collate", "compare", "resume", "suite", "targets"):
+        assert name in listing.stdout
+        assert medbench(name, "--help").returncode == 0
+    missing = medbench("collate", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "medbench collate: error: no such file" in missing.stderr
 
 
 @pytest.mark.slow

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import QUICK, run_medbench
-from medbench.analysis.collate import Collated, Collection, build, comparison_warnings, delta_table, render_report, results_table
+from medbench.analysis.collate import Collated, build, comparison_warnings, delta_table, results_table
+from medbench.cli.collate import render_report
+from medbench.results.load import Loaded
 
 GHOST_PARAMS, BASELINE_PARAMS = 1_865_316, 3_157_200
 
@@ -159,7 +161,7 @@ def test_environment_and_precision_warnings_are_pure():
     warnings = comparison_warnings(table, delta, "baseline")
     assert any("GPU (env.gpu_name): A100 vs V100" in w for w in warnings)
     assert any("several precisions (fp16, fp32)" in w for w in warnings)
-    text = render_report(Collated(table, delta, "baseline", warnings, Collection()), "md")
+    text = render_report(Collated(table, delta, "baseline", warnings, Loaded()), "md")
     assert "## Warnings" in text and "A100 vs V100" in text
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medbench.analysis.collate import load_dir
+from medbench.results.load import load_dir
 
 LONG = ["imgsz=64", "iters.warmup=1", "iters.iters=1000000", "iters.max_iters=1000000"]
 
@@ -65,10 +65,10 @@ def test_sigterm_in_sweep_writes_interrupted_not_run_and_tables(tmp_path: Path) 
     assert json.loads((sweep / "0" / "result.json").read_text())["status"] == "interrupted"
     assert (sweep / "comparison.csv").stat().st_size > 0
     found = load_dir(sweep)
-    statuses = sorted([r["status"] for r in found.records] + [r["status"] for r in found.crashed])
+    statuses = sorted(r["status"] for r in found.records)
     assert statuses == ["interrupted", "not_run"], statuses
     not_run = [r for r in found.crashed if r["status"] == "not_run"][0]
-    assert "model=ghost" in not_run["overrides"] and not_run["run_dir"] == str(sweep / "1")
+    assert "model=ghost" in not_run.metadata.overrides and not_run.run_dir == str(sweep / "1")
     assert "Traceback" not in err
     assert sum(ln.startswith("medbench: error") for ln in err.splitlines()) == 1, err[-2000:]
 

@@ -66,12 +66,12 @@ def test_bad_result_file_fails_with_a_record_in_the_run_dir(tmp_path: Path, medb
 
 
 def test_custom_result_file_points_are_collated(tmp_path: Path, medbench_cli) -> None:
-    from medbench.analysis.collate import load_dir
+    from medbench.results.load import load_dir
 
     out = medbench_cli("-m", *QUICK, "imgsz=64", "batch=1,2", "result_file=out.json", "hydra.sweep.dir=sweep")
     assert out.returncode == 0, out.stderr[-2000:]
     found = load_dir(tmp_path / "sweep")
-    assert sorted(Path(r["run_dir"]).name for r in found.records) == ["0", "1"] and not found.crashed
+    assert sorted(Path(r.run_dir).name for r in found.records) == ["0", "1"] and not found.crashed
     assert {r["status"] for r in found.records} == {"ok"}
 
 

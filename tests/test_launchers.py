@@ -1,4 +1,4 @@
-"""Isolation and scale-out (SPEC §12) with the real engines: submitit_local, a real one-node Slurm, flock.
+"""Isolation and scale-out with the real engines: submitit_local, a real one-node Slurm, flock.
 
 The Slurm tests need a running cluster: CI starts one with ``../shared/slurm/local-slurm start`` (root,
 Debian's Slurm) and exports SLURM_CONF; without one they skip and say so.
@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
-from medbench.analysis.collate import load_dir
+from medbench.results.load import load_dir
 from medbench.run.gpu_lock import exclusive_gpu, exclusive_lock
 from medbench.cli.resume import points_to_rerun, rerun_command
 from conftest import QUICK
@@ -142,7 +142,7 @@ def test_crashed_point_names_its_death_and_slurm_job_from_the_submitit_log(tmp_p
     _fake_dead_slurm_point(tmp_path, 1, "timing...\nslurmstepd: error: *** JOB 12 ON vm CANCELLED AT "
                                         "2026-01-01T00:00:00 DUE TO TIME LIMIT ***\nsrun: error: vm: task 0: Killed\n")
     _fake_dead_slurm_point(tmp_path, 2, "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=12.0\n")
-    crashed = {r["metadata"]["batch"]: r for r in load_dir(tmp_path).crashed}
+    crashed = {r.metadata.batch: r.model_dump() for r in load_dir(tmp_path).records if r.status == "crashed"}
     assert crashed["1"]["status"] == "crashed" and crashed["1"]["error"]["type"] == "timeout"
     assert "DUE TO TIME LIMIT" in crashed["1"]["error"]["message"] and "12_1" in crashed["1"]["error"]["message"]
     assert crashed["1"]["provenance"]["slurm_job_id"] == "12_1"

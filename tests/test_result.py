@@ -6,7 +6,8 @@ import math
 import pytest
 
 from medbench.errors import DeviceError, ResultError
-from medbench.results.store import collect_env, error_block, read_result, write_json_atomic
+from medbench.results.load import read_record as read_result
+from medbench.results.store import collect_env, error_block, write_json_atomic
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

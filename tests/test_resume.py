@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from medbench.analysis.collate import load_dir
+from medbench.results.load import load_dir
 from medbench.cli.resume import main as resume_main
 from medbench.cli.resume import points_to_rerun, rerun_command
 
@@ -56,7 +56,7 @@ def test_resume_reruns_failed_and_not_run_points_without_touching_the_sweep_defi
     sweep = tmp_path / "sweep"
     shutil.rmtree(sweep / "0")  # as if the sweep had been killed before point 0 started
     found = load_dir(sweep)
-    assert sorted(r["status"] for r in found.records + found.crashed) == ["failed", "not_run"]
+    assert sorted(r["status"] for r in found.records) == ["failed", "not_run"]
     multirun, plan = (sweep / "multirun.yaml").read_bytes(), (sweep / "sweep_plan.json").read_bytes()
     points = points_to_rerun(sweep)
     assert [(p["run_dir"].name, p["status"]) for p in points] == [("0", "not_run"), ("1", "failed")]
@@ -65,7 +65,7 @@ def test_resume_reruns_failed_and_not_run_points_without_touching_the_sweep_defi
     assert res.returncode == 1, res.stderr[-2000:]  # point 1 fails again
     assert (sweep / "multirun.yaml").read_bytes() == multirun and (sweep / "sweep_plan.json").read_bytes() == plan
     found = load_dir(sweep)
-    by_dir = {Path(r["run_dir"]).name: r["status"] for r in found.records}
+    by_dir = {Path(r.run_dir).name: r.status for r in found.written}
     assert by_dir == {"0": "ok", "1": "failed"} and not found.crashed
     assert list((sweep / "1").glob("result.json.previous-*"))  # the first failure is kept, not overwritten
     assert (sweep / "comparison.csv").is_file()

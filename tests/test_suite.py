@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import run_medbench
-from medbench.api.benchmarks import SUITE_KIND, BenchmarkResult, BenchmarkSuite, load_suite
+from medbench.api.benchmark_suite import SUITE_KIND, BenchmarkSuite, load_suite
+from medbench.api.result import BenchmarkResult
 from medbench.errors import ConfigError, ResultError
 from medbench.api.suite import (CachedDataset, ImageFileDataset, Settings, add_data, add_model, decode, preprocess_ops,
-                            render_table, write_images)
+                                 write_images)
+from medbench.cli.suite import render_table
 from medbench.analysis.targets import (MET, MISSED, NOT_MEASURED, Target, check_targets, device_type, load_targets,
-                              parse_targets, render_report)
+                                       parse_targets)
+from medbench.cli.targets import render_report
 
 TINY = Settings(quick=True, device="cpu", data_batches=4, data_batch_size=4, preprocess_iters=5,
                 model_batch_size=1, model_warmup=0, model_iters=2)
@@ -67,7 +71,7 @@ def test_data_suite_with_two_workers(tmp_path: Path, images: list[Path]) -> None
         assert r.ok, r.error
         assert r.metadata["unit"] == "samples/s" and r.metadata["items"] == 16 and len(r.samples_ms) == 4
         assert r.metadata["component"] in ("data_uncached", "data_cached")
-        assert r.throughput == pytest.approx(16 / r.duration)
+        assert r.throughput.items_per_s == pytest.approx(16 / r.duration)
     assert [r.metadata["num_workers"] for r in results] == [0, 2, 0, 2]
     assert "data_cached_w2" in render_table(results)
 
@@ -89,7 +93,7 @@ def test_suite_cli_writes_a_valid_suite_file(tmp_path: Path) -> None:
                         "--targets", "default", cwd=tmp_path, module="medbench.suite", timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = load_suite(out)
-    assert data["schema_version"] == 1 and data["kind"] == SUITE_KIND and data["name"] == "builtin"
+    assert data["schema_version"] == 2 and data["kind"] == SUITE_KIND and data["name"] == "builtin"
     assert {"python", "torch", "cpu"} <= set(data["env"])
     names = [r["name"] for r in data["results"]]
     assert names == list(preprocess_ops())
@@ -106,14 +110,15 @@ def test_suite_cli_rejects_unknown_suite(tmp_path: Path) -> None:
 
 
 def test_suite_file_compares_with_itself(tmp_path: Path) -> None:
-    compare = pytest.importorskip("medbench.analysis.compare", reason="medbench.analysis.compare not built yet")
+    from medbench.analysis import compare
+    from medbench.cli.compare import main
     suite = BenchmarkSuite("self", output_dir=tmp_path, warmup_iterations=1, test_iterations=30)
     suite.add_benchmark("spin", lambda: sum(range(1000)))
     suite.run_all()
     a, b = suite.save_results("a.json"), suite.save_results("b.json")
     report = compare.compare_sources(str(a), str(b))
     assert not report.has_regressions and report.matched == 1
-    assert compare.main(["--baseline", str(a), "--current", str(b), "--fail-on-regression"]) == 0
+    assert main(["--baseline", str(a), "--current", str(b), "--fail-on-regression"]) == 0
 
 
 # --- targets ------------------------------------------------------------------------------------------------------
@@ -122,7 +127,9 @@ def _entry(name: str, throughput: float | None, device: str = "cpu", component: 
            status: str = "ok") -> dict:
     md = {"device": device, "unit": "samples/s", **({"component": component} if component else {})}
     return {"name": name, "duration": 1.0, "throughput": throughput, "memory_allocated": None,
-            "memory_reserved": None, "metadata": md, "latency": {"p50_ms": 10.0}, "noise": {}, "samples_ms": [],
+            "memory_reserved": None, "metadata": md, "noise": {}, "samples_ms": [],
+            # a version-1 entry: throughput.fps_p50 (what a target reads) comes from latency.p50_ms
+            "latency": {"p50_ms": 1000.0 / throughput} if throughput else None,
             "status": status, "error": None if status == "ok" else {"type": "RuntimeError", "message": "x"}}
 
 
@@ -151,26 +158,26 @@ def test_default_targets_file_is_shipped() -> None:
 def test_targets_met_missed_not_measured() -> None:
     report = check_targets(load_targets(), HAND_MADE)
     status = {(c.target.component, c.target.device): c for c in report.checks}
-    assert status["resnet50", "cpu"].status == MET and status["resnet50", "cpu"].measured == 60.0
+    assert status["resnet50", "cpu"].status == MET and status["resnet50", "cpu"].measured == pytest.approx(60.0)
     assert status["resnet50", "cuda"].status == NOT_MEASURED and status["resnet50", "cuda"].measured is None
-    assert status["vit_b_16", "cuda"].status == MISSED and status["vit_b_16", "cuda"].measured == 150.0
+    assert status["vit_b_16", "cuda"].status == MISSED and status["vit_b_16", "cuda"].measured == pytest.approx(150.0)
     uncached = status["data_uncached", "cpu"]
-    assert uncached.status == MET and uncached.measured == 650.0 and uncached.source.endswith("data_uncached_w2")
+    assert uncached.status == MET and uncached.measured == pytest.approx(650.0) and uncached.source.endswith("data_uncached_w2")
     cached = status["data_cached", "cpu"]
-    assert cached.status == MISSED and cached.measured == 4000.0  # the failed 9000 does not count
+    assert cached.status == MISSED and cached.measured == pytest.approx(4000.0)  # the failed 9000 does not count
     assert len(report.met) == 2 and len(report.missed) == 2 and len(report.not_measured) == 1
     table = render_report(report)
     for word in ("component", "device", "target", "measured", "status", "MISSED", "met", "not measured"):
         assert word in table
-    assert "| resnet50 | cpu |" in report.render(markdown=True)
+    assert re.search(r"\| resnet50 +\| cpu +\|", report.render(markdown=True))
     assert json.loads(json.dumps(report.to_dict()))["summary"] == {"met": 2, "missed": 2, "not_measured": 1}
 
 
 def test_latency_targets_take_the_lowest() -> None:
     targets = parse_targets({"targets": [{"component": "data_uncached", "device": "cpu", "metric": "latency_p50_ms",
                                           "op": "<", "bound": 12}]})
-    suite = {**HAND_MADE, "results": [_entry("data_uncached_w0", 1.0, component="data_uncached"),
-                                      {**_entry("data_uncached_w2", 1.0, component="data_uncached"),
+    suite = {**HAND_MADE, "results": [_entry("data_uncached_w0", 100.0, component="data_uncached"),
+                                      {**_entry("data_uncached_w2", 100.0, component="data_uncached"),
                                        "latency": {"p50_ms": 11.0}}]}
     check = check_targets(targets, suite).checks[0]
     assert check.status == MET and check.measured == 10.0
@@ -202,7 +209,7 @@ def test_targets_on_a_sweep_directory(tmp_path: Path) -> None:
 
 
 def test_targets_cli_exit_codes(tmp_path: Path) -> None:
-    from medbench.analysis.targets import main
+    from medbench.cli.targets import main
 
     suite_file = tmp_path / "suite.json"
     suite_file.write_text(json.dumps(HAND_MADE))

@@ -1,13 +1,13 @@
-"""Baseline vs current → verdicts per metric, and a regression gate (SPEC §8).
+"""Baseline vs current → verdicts per metric: the regression gate's logic (pure: no files written, no printing).
 
-``python -m medbench.compare --baseline A --current B`` where A and B are each a ``result.json``, a sweep
+``medbench compare --baseline A --current B`` (``medbench.cli.compare``) where A and B are each a ``result.json``, a sweep
 directory (every ``result.json`` below it) or a suite file written by the Python API. Runs are matched by their
 setting — (model, imgsz, batch, device, precision) for results, (name, device) for suite entries. For every
 metric the better direction is known (latency and memory lower, FPS / throughput higher):
 
 * regression / improvement — the change is beyond the metric's threshold (default 5%) and, when both sides
   have raw ``samples_ms``, also statistically significant: a two-sided Mann–Whitney U test on the raw
-  samples with p < 0.01 (``medbench.analysis.stats.mann_whitney_u``; FPS is 1000/latency, so it uses the same test);
+  samples with p < 0.01 (``scipy.stats.mannwhitneyu``; FPS is 1000/latency, so it uses the same test);
 * ``~`` within noise — beyond the threshold but not significant (e.g. 3 noisy samples each: the smallest
   possible p for 3 vs 3 is 0.1, so such a change can never be a regression);
 * stable — within the threshold.
@@ -19,25 +19,23 @@ verdict: with ``--fail-on-regression`` it is 1 when any regression is found; 2 f
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from medbench.analysis import stats
-from medbench.results.entries import KNOWN_METRICS, RESULT_METRICS, SUITE_METRICS, Entry, MetricSpec, load_entries
-from medbench.errors import MedbenchError, ResultError
-from medbench.results.store import write_json_atomic
+from medbench.analysis.entries import Entry, load_entries
+from medbench.errors import ResultError
+from medbench.results.metrics import COMPARED, ENV_FIELDS, Metric
+from medbench.text import number
 
 DEFAULT_THRESHOLD = 5.0  # percent
 TEST_NAME = f"two-sided Mann-Whitney U on raw samples_ms, p < {stats.SIGNIFICANCE_ALPHA}"
-ENV_FIELDS = ("gpu_name", "cpu", "torch", "cuda")
+KNOWN_METRICS = [m.name for m in COMPARED]
 
 
 @dataclass
@@ -132,58 +130,10 @@ class ComparisonReport:
         }
 
     def render(self) -> str:
-        """A terminal report: sections of verdicts with baseline / current / Δ%, then the summary line."""
-        thresholds = ", ".join(f"{k} {v:g}%" for k, v in sorted(self.thresholds.items()))
-        lines = [f"baseline: {self.baseline_source}", f"current:  {self.current_source}",
-                 f"threshold {self.default_threshold:g}%" + (f" ({thresholds})" if thresholds else "")
-                 + f"; significance: {TEST_NAME}"]
-        lines += [f"WARNING: {w}" for w in self.warnings]
-        for pair in self.models_differ:
-            lines.append(f"MODELS DIFFER: {pair['setting']}: {pair['why']} — latency not judged, "
-                         f"this is not the same model")
-        for title, changes in (("Regressions", self.regressions), ("Improvements", self.improvements),
-                               ("Within noise (~): beyond the threshold but not significant", self.within_noise)):
-            lines += ["", f"{title} ({len(changes)})"]
-            lines += [_change_line(c) for c in changes]
-        lines += ["", f"Stable ({len(self.stable)})"] + _stable_lines(self.stable)
-        for pair in self.failed:
-            lines.append(f"FAILED: {pair['setting']}: {pair['why']}")
-        if self.missing_in_current:
-            lines += ["", f"Only in baseline ({len(self.missing_in_current)}):"]
-            lines += [f"  {s}" for s in self.missing_in_current]
-        if self.new_in_current:
-            lines += ["", f"Only in current ({len(self.new_in_current)}):"]
-            lines += [f"  {s}" for s in self.new_in_current]
-        lines += ["", self.summary()]
-        return "\n".join(lines)
+        """The terminal report (``medbench.cli.compare.render``)."""
+        from medbench.cli.compare import render
 
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    return "-" if v is None else str(v)
-
-
-def _stable_lines(changes: list[MetricChange]) -> list[str]:
-    """One line per setting: how many metrics stayed within their thresholds and the largest change."""
-    by_setting: dict[str, list[MetricChange]] = {}
-    for c in changes:
-        by_setting.setdefault(c.setting, []).append(c)
-    lines = []
-    for setting, group in by_setting.items():
-        worst = max(group, key=lambda c: abs(c.delta_pct or 0.0))
-        lines.append(f"   {setting:<48} {len(group)} metrics within threshold; largest {worst.metric} "
-                     f"{(worst.delta_pct or 0.0):+.1f}%")
-    return lines
-
-
-def _change_line(c: MetricChange) -> str:
-    mark = {"regression": "+", "improvement": "-", "~": "~", "stable": " "}.get(c.verdict, "!")
-    delta = f"{c.delta_pct:+.1f}%" if c.delta_pct is not None else ""
-    p = f"p={c.p_value:.2g}" if c.p_value is not None else ""
-    note = f"  ({c.note})" if c.note else ""
-    return (f" {mark} {c.setting:<48} {c.metric:<26} {_fmt(c.baseline):>10} -> {_fmt(c.current):<10} "
-            f"{delta:>8}  {p}{note}")
+        return render(self)
 
 
 # --- judging --------------------------------------------------------------------------------------------------------
@@ -198,7 +148,7 @@ def threshold_for(metric: str, thresholds: dict[str, float], default: float) -> 
     return best
 
 
-def judge_metric(spec: MetricSpec, base: float, cur: float, threshold: float, base_samples: list[float] | None,
+def judge_metric(spec: Metric, base: float, cur: float, threshold: float, base_samples: list[float] | None,
                  cur_samples: list[float] | None) -> tuple[str, float | None, float | None, str | None]:
     """(verdict, Δ%, p, note) for one metric: pure, so the gate's logic is testable without files."""
     delta = (cur - base) / base * 100.0 if base != 0 else (0.0 if cur == base else math.inf)
@@ -210,7 +160,7 @@ def judge_metric(spec: MetricSpec, base: float, cur: float, threshold: float, ba
         return verdict, delta, None, None
     if base_samples is None or cur_samples is None:
         return verdict, delta, None, "no usable raw samples on both sides: judged by threshold only"
-    _, p = stats.mann_whitney_u(base_samples, cur_samples)
+    p = stats.significance(base_samples, cur_samples)
     if p >= stats.SIGNIFICANCE_ALPHA:
         return "~", delta, p, f"not significant at p < {stats.SIGNIFICANCE_ALPHA}"
     slower = float(np.median(cur_samples)) > float(np.median(base_samples))
@@ -239,23 +189,20 @@ def _identity_diff(b: Entry, c: Entry) -> str | None:
     for k, bv in b.identity.items():
         cv = c.identity.get(k)
         if bv is not None and cv is not None and bv != cv:
-            diffs.append(f"{k} {_fmt(bv) if not isinstance(bv, int) else f'{bv:,}'} -> "
-                         f"{_fmt(cv) if not isinstance(cv, int) else f'{cv:,}'}")
+            diffs.append(f"{k} {number(bv)} -> {number(cv)}")
     return "; ".join(diffs) or None
 
 
 def _env_warnings(pairs: list[tuple[Entry, Entry]]) -> list[str]:
     warnings = []
-    for name in ENV_FIELDS:
-        seen = sorted({(str(b.env.get(name)), str(c.env.get(name))) for b, c in pairs
-                       if b.env.get(name) != c.env.get(name)})
+    for f in ENV_FIELDS:
+        seen = sorted({(str(b.env.get(f.column)), str(c.env.get(f.column))) for b, c in pairs
+                       if b.env.get(f.column) != c.env.get(f.column)})
         if seen:
             what = ", ".join(f"{bv!r} vs {cv!r}" for bv, cv in seen[:3])
-            warnings.append(f"baseline and current ran in different environments: env.{name} {what}; "
-                            "a change may be the machine, not the code")
-    lists = {(b.list_sha256, c.list_sha256) for b, c in pairs if b.list_sha256 != c.list_sha256}
-    if lists:
-        warnings.append("baseline and current used different benchmark image lists (metadata.benchmark_list_sha256)")
+            warnings.append(f"baseline and current ran in different environments: {f.path} {what}; "
+                            "a change may be the machine, not the code" if f.path.startswith("env.") else
+                            f"baseline and current used different inputs: {f.label} ({f.path}) {what}")
     return warnings
 
 
@@ -270,14 +217,13 @@ def _compare_pair(b: Entry, c: Entry, report: ComparisonReport, thresholds: dict
         return
     differ = _identity_diff(b, c)
     if differ:
-        info = {m: (b.metrics.get(m), c.metrics.get(m)) for m in ("latency.p50_ms", "throughput")
+        info = {m: (b.metrics.get(m), c.metrics.get(m)) for m in ("latency.p50_ms", "throughput.fps_p50")
                 if b.metrics.get(m) is not None}
         report.models_differ.append({"setting": c.label, "why": differ,
                                      "info": {m: {"baseline": bv, "current": cv} for m, (bv, cv) in info.items()}})
         return
-    specs = RESULT_METRICS if c.kind == "result" else SUITE_METRICS
     note = "; ".join(dict.fromkeys(b.notes + c.notes)) or None
-    for spec in specs:
+    for spec in COMPARED:
         bv, cv = b.metrics.get(spec.name), c.metrics.get(spec.name)
         if bv is None or cv is None:
             continue
@@ -327,95 +273,3 @@ def compare_sources(baseline: str | Path | dict[str, Any], current: str | Path |
     name = (lambda s: "<in-memory>" if isinstance(s, dict) else str(s))
     return compare_entries(entries[0], entries[1], thresholds, default_threshold, name(baseline), name(current),
                            warnings)
-
-
-# --- command line ---------------------------------------------------------------------------------------------------
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"a threshold must be a percentage >= 0, not {text!r}")
-    return value
-
-
-def _check_metric(name: str) -> str:
-    if name == "default" or any(threshold_for(m, {name: 0.0}, -1.0) == 0.0 for m in KNOWN_METRICS):
-        return name
-    raise ResultError(f"threshold for unknown metric {name!r} (known: {', '.join(KNOWN_METRICS)})")
-
-
-def parse_thresholds(items: list[str], files: list[Path]) -> tuple[float, dict[str, float]]:
-    """``--threshold 5`` / ``--threshold latency.p95_ms=3`` (repeatable) and ``--thresholds file.yaml``."""
-    default, per_metric = DEFAULT_THRESHOLD, {}
-    for path in files:
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise ResultError(f"cannot read thresholds file {path}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ResultError(f"thresholds file {path} must map metric -> percent")
-        for k, v in data.items():
-            try:
-                value = _percent(str(v))
-            except argparse.ArgumentTypeError as exc:
-                raise ResultError(f"{path}: {k}: {exc}") from None
-            if _check_metric(str(k)) == "default":
-                default = value
-            else:
-                per_metric[str(k)] = value
-    for item in items:
-        name, sep, value = item.rpartition("=")
-        try:
-            pct = _percent(value)
-        except argparse.ArgumentTypeError as exc:
-            raise ResultError(f"--threshold {item}: {exc}") from None
-        if not sep or _check_metric(name) == "default":
-            default = pct
-        else:
-            per_metric[name] = pct
-    return default, per_metric
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m medbench.compare``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m medbench.compare", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]).replace("``", "`") + "\n\nMetrics: " + ", ".join(KNOWN_METRICS)
-        + ".\nExit status: 0 ok; 1 regressions with --fail-on-regression (or mismatches with --fail-on-mismatch); "
-          "2 missing/unreadable input or bad arguments.")
-    parser.add_argument("--baseline", required=True, help="result.json, sweep directory or suite file")
-    parser.add_argument("--current", required=True, help="result.json, sweep directory or suite file")
-    parser.add_argument("--threshold", action="append", default=[], metavar="PCT|METRIC=PCT",
-                        help=f"default threshold in percent (default {DEFAULT_THRESHOLD:g}), or a per-metric one "
-                             "such as latency.p95_ms=3 or throughput=10; a prefix (latency=3) covers a group. "
-                             "Repeatable")
-    parser.add_argument("--thresholds", action="append", default=[], type=Path, metavar="YAML",
-                        help="YAML file mapping metric -> percent (key 'default' sets the default)")
-    parser.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any regression is found")
-    parser.add_argument("--fail-on-mismatch", action="store_true",
-                        help="also exit 1 when models differ, a setting is unmatched, or a run failed")
-    parser.add_argument("--output", "-o", type=Path, help="write the report as JSON here")
-    args = parser.parse_args(argv)
-    try:
-        default, per_metric = parse_thresholds(args.threshold, args.thresholds)
-        report = compare_sources(args.baseline, args.current, per_metric, default)
-    except MedbenchError as exc:
-        print(f"medbench.analysis.compare: error: {exc}", file=sys.stderr)
-        return 2
-    print(report.render())
-    if args.output is not None:
-        write_json_atomic(args.output, report.to_dict())
-        print(f"report → {args.output}")
-    if args.fail_on_regression and report.has_regressions:
-        return 1
-    if args.fail_on_mismatch and (report.models_differ or report.unmatched or report.failed or not report.matched):
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

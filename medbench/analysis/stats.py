@@ -17,7 +17,7 @@ NOISE_LOUD = 0.25  # above this: the number is not to be trusted
 
 
 def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
-    """SPEC §4 ``latency`` block (per batch, milliseconds)."""
+    """The ``latency`` block (per batch, milliseconds)."""
     a = np.asarray(samples_ms, dtype=np.float64)
     if a.size == 0:
         raise ValueError("no samples")
@@ -42,7 +42,7 @@ def fps(latency_ms: float | None, batch: int) -> float | None:
 
 
 def throughput_stats(latency: dict[str, float], batch: int) -> dict[str, float | None]:
-    """SPEC §4 ``throughput`` block: images/s from mean and median latency."""
+    """The ``throughput`` block: images/s from mean and median latency."""
     return {"fps_mean": fps(latency["mean_ms"], batch), "fps_p50": fps(latency["p50_ms"], batch)}
 
 
@@ -121,64 +121,20 @@ def summarize(samples_ms: Sequence[float], batch: int) -> dict[str, dict]:
 
 # --- significance -------------------------------------------------------------------------------------------------
 # Used by medbench.analysis.compare: a latency change counts only when the two sample sets differ beyond noise. Mann–Whitney U
-# makes no normality assumption (latencies are skewed, with stalls in the tail) and compares whole distributions.
+# (scipy.stats) makes no normality assumption (latencies are skewed, with stalls in the tail) and compares whole distributions.
 
 SIGNIFICANCE_ALPHA = 0.01  # two-sided p below this: the change is real (asv uses 0.002; 0.01 suits 30–300 samples)
 
 
-def _rank_average(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks 1..n with ties given their average rank, and the size of every tie group."""
-    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    average = ends - (counts - 1) / 2.0  # rank of a group = mean of the positions it occupies
-    return average[inverse], counts
+def significance(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p of ``scipy.stats.mannwhitneyu`` (exact for small samples without ties, else the normal
+    approximation with tie and continuity correction). With 3 vs 3 samples the smallest possible p is 0.1: such a
+    change is never significant at ``SIGNIFICANCE_ALPHA``."""
+    from scipy.stats import mannwhitneyu
 
-
-def _u_distribution(m: int, n: int) -> np.ndarray:
-    """Counts of arrangements with U = 0..m*n (coefficients of the Gaussian binomial [m+n choose m]_q)."""
-    m, n = min(m, n), max(m, n)
-    poly = np.zeros(m * n + 1)
-    poly[0] = 1.0
-    for i in range(1, m + 1):
-        shifted = poly.copy()  # multiply by (1 - q^(n+i)) ...
-        shifted[n + i:] -= poly[: len(poly) - (n + i)]
-        for r in range(i):  # ... then divide by (1 - q^i), a running sum per residue class (exact quotient)
-            shifted[r::i] = np.cumsum(shifted[r::i])
-        poly = shifted
-    return poly
-
-
-def mann_whitney_u(a: Sequence[float], b: Sequence[float], method: str = "auto") -> tuple[float, float]:
-    """Two-sided Mann–Whitney U test: ``(U of a, p)``; matches ``scipy.stats.mannwhitneyu`` (numpy only).
-
-    ``method``: ``exact`` (the exact null distribution; no tie correction), ``asymptotic`` (normal approximation
-    with tie correction and continuity correction) or ``auto`` (exact when a sample has at most 8 values and there
-    are no ties, as scipy does). With 3 vs 3 samples the smallest possible p is 0.1: such a change is never
-    significant at ``SIGNIFICANCE_ALPHA``.
-    """
-    x = np.asarray(a, dtype=np.float64).ravel()
-    y = np.asarray(b, dtype=np.float64).ravel()
-    if x.size == 0 or y.size == 0:
-        raise ValueError("mann_whitney_u needs at least one sample on each side")
-    if np.isnan(x).any() or np.isnan(y).any():
-        raise ValueError("mann_whitney_u: samples contain NaN")
-    n1, n2 = x.size, y.size
-    ranks, ties = _rank_average(np.concatenate([x, y]))
-    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2)
-    u = max(u1, n1 * n2 - u1)
-    if method == "auto":
-        method = "exact" if (min(n1, n2) <= 8 and not (ties > 1).any()) else "asymptotic"
-    if method == "exact":
-        counts = _u_distribution(n1, n2)
-        p = 2.0 * float(counts[int(round(u)):].sum() / counts.sum())
-    elif method == "asymptotic":
-        n = n1 + n2
-        tie_term = float((ties.astype(np.float64) ** 3 - ties).sum())
-        sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1)))) if n > 1 else 0.0
-        if sigma == 0.0:
-            return u1, 1.0
-        z = (u - n1 * n2 / 2.0 - 0.5) / sigma
-        p = math.erfc(z / math.sqrt(2.0))  # 2 * normal survival function
-    else:
-        raise ValueError(f"unknown method {method!r} (auto, exact, asymptotic)")
-    return u1, min(max(p, 0.0), 1.0)
+    x, y = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if x.size == 0 or y.size == 0 or np.isnan(x).any() or np.isnan(y).any():
+        raise ValueError("significance needs finite samples on both sides")
+    if np.all(x == x[0]) and np.all(y == x[0]):
+        return 1.0  # identical constants: nothing to test (scipy would return NaN)
+    return float(mannwhitneyu(x, y, alternative="two-sided", method="auto").pvalue)

@@ -1,7 +1,7 @@
-"""``python -m medbench.suite``: the built-in benchmark suites, saved as one suite file.
+"""The built-in benchmark suites (``medbench suite``, command line in ``medbench.cli.suite``), saved as one file.
 
-    python -m medbench.suite --tests data preprocess model --output benchmarks/current.json
-    python -m medbench.suite --tests preprocess --quick --output /tmp/pre.json --targets default
+    medbench suite --tests data preprocess model --output benchmarks/current.json
+    medbench suite --tests preprocess --quick --output /tmp/pre.json --targets default
 
 Everything runs on real work and downloads nothing:
 
@@ -15,16 +15,13 @@ Everything runs on real work and downloads nothing:
 
 ``--quick`` shrinks batch and iteration counts so that all three suites finish in well under two minutes on a
 2-core CPU (a smoke run; its numbers are rough). The file is a valid ``--baseline``/``--current`` for
-``python -m medbench.compare``; ``--targets`` checks it against performance targets (see ``medbench.analysis.targets``).
+``medbench compare``; ``--targets`` checks it against performance targets (see ``medbench.analysis.targets``).
 Every benchmark goes through the API classes and so through the one timing engine.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,7 +230,7 @@ def add_model(suite: Any, s: Settings) -> None:
 def build_suite(tests: Sequence[str], settings: Settings, image_dir: Path, *, name: str = "builtin",
                 output_dir: str | os.PathLike = "./benchmarks") -> Any:
     """A ``BenchmarkSuite`` holding the chosen built-in suites (images are written into ``image_dir``)."""
-    from medbench.api.benchmarks import BenchmarkSuite
+    from medbench.api.benchmark_suite import BenchmarkSuite
 
     suite = BenchmarkSuite(name, output_dir=output_dir, device=settings.device)
     paths = write_images(image_dir) if {"data", "preprocess"} & set(tests) else []
@@ -245,100 +242,3 @@ def build_suite(tests: Sequence[str], settings: Settings, image_dir: Path, *, na
         elif test == "model":
             add_model(suite, settings)
     return suite
-
-
-# --- output -------------------------------------------------------------------------------------------------------
-
-def render_table(results: Sequence[Any]) -> str:
-    """Plain-text table: name, device, throughput, p50/p95 latency, noise, status."""
-    from medbench.api.benchmarks import _num
-
-    header = ("benchmark", "device", "throughput", "unit", "p50 ms", "p95 ms", "IQR/med", "status")
-    rows = []
-    for r in results:
-        if r.ok:
-            iqr = r.noise.get("iqr_over_median")
-            rows.append((r.name, r.metadata.get("device", ""), _num(r.throughput), r.metadata.get("unit", ""),
-                         _num(r.latency.get("p50_ms")), _num(r.latency.get("p95_ms")),
-                         f"{iqr:.0%}" if iqr is not None else "", "ok" + (" (noisy)" if r.noise.get("warning") else "")))
-        else:
-            err = r.error or {}
-            rows.append((r.name, r.metadata.get("device", ""), "", "", "", "", "",
-                         f"FAILED {err.get('type')}: {err.get('message')}"))
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    right = {2, 4, 5, 6}
-    fmt = lambda row: "  ".join(str(v).rjust(w) if i in right else str(v).ljust(w)  # noqa: E731
-                                for i, (v, w) in enumerate(zip(row, widths))).rstrip()
-    return "\n".join([fmt(header), fmt(tuple("-" * w for w in widths)), *(fmt(r) for r in rows)])
-
-
-def _progress_line(result: Any) -> None:
-    from medbench.api.benchmarks import _num
-
-    if result.ok:
-        print(f"  {result.name:<24} {_num(result.throughput):>10} {result.metadata.get('unit', '')}", flush=True)
-    else:
-        print(f"  {result.name:<24} FAILED: {(result.error or {}).get('message')}", flush=True)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m medbench.suite", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="suites: data (loading uncached vs cached, num_workers 0/2), preprocess "
-                                       "(resize, normalize, flip, colour jitter ops/s), model (resnet50, vit_b_16 "
-                                       "samples/s)")
-    p.add_argument("--tests", nargs="+", choices=SUITES, default=list(SUITES), help="suites to run (default: all)")
-    p.add_argument("--output", default="benchmarks/current.json", help="suite file to write")
-    p.add_argument("--device", default="auto", help="device for the model suite (auto, cpu, 0, cuda:0)")
-    p.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under 2 minutes")
-    p.add_argument("--batch-size", type=int, help="model batch size (default 8, 1 with --quick)")
-    p.add_argument("--iters", type=int, help="timed model iterations")
-    p.add_argument("--name", default="builtin", help="suite name recorded in the file")
-    p.add_argument("--targets", metavar="YAML", help="check performance targets afterwards ('default' = shipped)")
-    p.add_argument("--fail-on-miss", action="store_true", help="with --targets: exit 1 when a target is missed")
-    return p.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    args = parse_args(argv)
-    from medbench.errors import MedbenchError
-
-    try:
-        return _run(args)
-    except MedbenchError as exc:
-        print(f"medbench.api.suite: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
-    tests = list(dict.fromkeys(args.tests))
-    settings = Settings.make(quick=args.quick, device=args.device, batch_size=args.batch_size, iters=args.iters)
-    output = Path(args.output)
-    with tempfile.TemporaryDirectory(prefix="medbench-suite-") as tmp:
-        suite = build_suite(tests, settings, Path(tmp) / "images", name=args.name,
-                            output_dir=output.parent if str(output.parent) else ".")
-        print(f"medbench.api.suite: {', '.join(tests)} on {settings.device}{' (quick)' if settings.quick else ''}: "
-              f"{len(suite.benchmarks)} benchmarks", flush=True)
-        results = suite.run_all(progress=_progress_line)
-        path = suite.save_results(output.name)
-    print()
-    print(render_table(results))
-    print(f"\nwrote {path}")
-    failed = [r.name for r in results if not r.ok]
-    code = 1 if failed else 0
-    if failed:
-        print(f"{len(failed)} benchmark(s) failed: {', '.join(failed)}", file=sys.stderr)
-    if args.targets:
-        from medbench.analysis.targets import check_targets, load_targets, render_report
-
-        report = check_targets(load_targets(args.targets), suite.to_dict())
-        print()
-        print(render_report(report))
-        if args.fail_on_miss and report.missed:
-            code = 1
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,9 +8,11 @@ on. Errors a user can cause (bad overrides, unknown model, missing GPU) end in o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,8 @@ from medbench.errors import MedbenchError, OutputError
 from medbench.cli import signals
 from medbench.cli.report import one_line, summary_lines
 from medbench.cli.signals import Interrupted
-from medbench.results.store import SCHEMA_VERSION, error_block, provenance, utc_now, write_json_atomic
+from medbench.results.record import Record, failed
+from medbench.results.store import collect_env, error_block, provenance, utc_now, write_json_atomic
 from medbench.config.given import without_group_defaults
 from medbench.config.schema import check_result_file, config_warnings, register_configs, to_job
 
@@ -56,26 +59,41 @@ def register_launchers() -> None:
 register_launchers()
 
 
-class RunOutcome:
-    """What the task function leaves for ``main`` to turn into an exit status (in-process runs only)."""
+OUTCOME_ENV = "MEDBENCH_OUTCOME_FILE"  # where this process tree notes what it wrote (set by ``run_hydra``)
 
-    single_run_failed = False
+
+def note_written(kind: str, path: Path | str) -> None:
+    """Note a written record (``run``) or a started sweep dir (``sweep``) for the exit status."""
+    target = os.environ.get(OUTCOME_ENV)
+    if target:
+        with open(target, "a") as fh:
+            fh.write(json.dumps({kind: str(path)}) + "\n")
+
+
+def _written(path: Path) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {"run": [], "sweep": []}
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        for kind, value in json.loads(line).items():
+            out.setdefault(kind, []).append(Path(value))
+    return out
 
 
 def _config_failure(cfg: DictConfig, exc: Exception, overrides: list[str], choices: dict[str, Any]) -> dict[str, Any]:
     """A failed record for a config that could not become a Job (values out of range)."""
+    from medbench.run.telemetry import empty_block
+
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except Exception:  # an unresolvable interpolation: keep the raw tree
         config = OmegaConf.to_container(cfg, resolve=False)
-    return {
-        "schema_version": SCHEMA_VERSION, "status": "failed", "error": error_block(exc),
-        "metadata": {"model_name": OmegaConf.select(cfg, "model.name"), "timestamp": utc_now(),
-                     "overrides": overrides, "choices": choices, "config": config},
-        "model_complexity": None, "latency": None, "throughput": None, "memory": None, "cold_start": None,
-        "samples_ms": None, "noise": None, "stages": None, "warnings": [], "env": None,
-        "provenance": {**provenance(), "started_at": utc_now(), "ended_at": utc_now()},
-    }
+    return failed(error_block(exc), telemetry=empty_block(), env=collect_env(),
+                  metadata={"model_name": OmegaConf.select(cfg, "model.name"), "timestamp": utc_now(),
+                            "overrides": overrides, "choices": choices, "config": config},
+                  provenance={**provenance(), "started_at": utc_now(), "ended_at": utc_now()}).to_json()
 
 
 def run_from_config(cfg: DictConfig) -> dict[str, Any]:
@@ -108,16 +126,17 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
                 _write_record(run_dir / result_file, record)
             raise
         record["warnings"].extend(config_warnings(job))
+    record = Record.model_validate(record).to_json()  # what is written is a valid record
     path = _write_record(run_dir / result_file, record)
+    note_written("run", path)
     if record["status"] == "ok":
         for line in summary_lines(record, path):
             log.info(line)
     else:
         log.error("medbench: error: %s  (%s error; record: %s)", record["error"]["message"], record["error"]["type"], path)
-        if "traceback" in record["error"]:
+        if record["error"].get("traceback"):
             log.debug(record["error"]["traceback"])
         # Returning (not raising) keeps Hydra from aborting a sweep and from printing its own error banner.
-        RunOutcome.single_run_failed = not multirun
     return {"status": record["status"], "path": str(path)}
 
 
@@ -148,13 +167,12 @@ class SweepDirCallback(Callback):
     Resolved from the very config object the sweeper uses, so ``${now:...}`` gives the same directory.
     """
 
-    sweep_dir: Path | None = None
-
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Remember the sweep dir and write the sweep plan (every point's overrides) before any point starts."""
         from medbench.results.plan import plan_points, write_plan
 
-        sweep_dir = type(self).sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        note_written("sweep", sweep_dir)
         points = plan_points(config)
         if points is not None:
             try:
@@ -163,17 +181,17 @@ class SweepDirCallback(Callback):
                 raise OutputError(f"cannot write the sweep plan into {sweep_dir}: {exc.strerror or exc}") from exc
 
 
-def _collate_stopped_sweep(exc: BaseException) -> None:
+def _collate_stopped_sweep(exc: BaseException, sweep_dir: Path | None) -> None:
     """A sweep raised (a submitit job died under the plugin's own launcher, SIGINT/SIGTERM, sbatch refused a job):
     Hydra skipped its end-of-sweep callback, so write the tables of what is there, print them, say why, exit."""
-    from medbench.analysis.collate import CollateCallback
+    from medbench.cli.collate import collate_sweep
 
-    sweep_dir = SweepDirCallback.sweep_dir
     if sweep_dir is None or not sweep_dir.is_dir() or not any(sweep_dir.rglob("overrides.yaml")):
         return
     tables = f"tables of the points that ran are in {sweep_dir}"
     try:
-        CollateCallback().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep_dir)}}}))
+        if collate_sweep(sweep_dir) is None:
+            raise OSError("see the log line above")
     except (Exception, KeyboardInterrupt) as collate_exc:  # keep the sweep's own error the one that is reported
         tables = f"no tables written ({_describe(collate_exc)})"
     interrupted = isinstance(exc, KeyboardInterrupt)
@@ -183,20 +201,31 @@ def _collate_stopped_sweep(exc: BaseException) -> None:
     sys.exit(signals.exit_code(exc) if interrupted else 1)
 
 
-def main() -> None:
-    """Console entry: run Hydra, and turn user errors, signals and failed writes into one line and an exit status."""
+def run_hydra() -> None:
+    """The Hydra run (``medbench`` without a subcommand): user errors, signals and failed writes in one line; the
+    exit status of a finished run or sweep is computed from the records it wrote (1 when any point is not ok)."""
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we decide how errors look
     logging.raiseExceptions = False  # a full disk must not turn every log line into a traceback on stderr
     signals.install()
-    from medbench.analysis.collate import CollateCallback
+    fd, outcome = tempfile.mkstemp(prefix="medbench-outcome-", suffix=".jsonl")
+    os.close(fd)
+    os.environ[OUTCOME_ENV] = outcome
+    try:
+        _run_hydra(show_traceback, Path(outcome))
+    finally:
+        os.environ.pop(OUTCOME_ENV, None)
+        Path(outcome).unlink(missing_ok=True)
 
+
+def _run_hydra(show_traceback: bool, outcome: Path) -> None:
     try:
         hydra_entry()
     except (Exception, KeyboardInterrupt) as exc:
         if show_traceback and not isinstance(exc, KeyboardInterrupt):
             raise
-        _collate_stopped_sweep(exc)  # exits when a sweep had started
+        sweeps = _written(outcome)["sweep"]
+        _collate_stopped_sweep(exc, sweeps[-1] if sweeps else None)  # exits when a sweep had started
         if isinstance(exc, KeyboardInterrupt):
             print(f"medbench: error: the run was {exc if isinstance(exc, Interrupted) else 'interrupted'}"
                   f"{_record_note(exc)}", file=sys.stderr)
@@ -208,8 +237,28 @@ def main() -> None:
             raise
         print(f"medbench: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(1 if isinstance(exc, OutputError) else 2)
-    if RunOutcome.single_run_failed or CollateCallback.failed_points:
-        sys.exit(1)
+    code = exit_status(_written(outcome))
+    if code:
+        sys.exit(code)
+
+
+def exit_status(written: dict[str, list[Path]]) -> int:
+    """1 when a point of the sweep (or the single run) has no ok record, else 0 — read from the files."""
+    from medbench.results.load import load_dir
+
+    places = list(dict.fromkeys(written["sweep"] or written["run"]))
+    for place in places:
+        found = load_dir(place)
+        if found.skipped or not found.records or any(not r.ok for r in found.records):
+            return 1
+    return 0 if places else 1
+
+
+def main() -> None:
+    """The ``medbench`` console command: a subcommand (collate, compare, resume, suite, targets) or the Hydra run."""
+    from medbench.cli.commands import dispatch
+
+    dispatch(sys.argv[1:], run_hydra)
 
 
 def _describe(exc: BaseException) -> str:

@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-MAX_ERROR_CHARS = 400
-
-
-def one_line(exc: BaseException | str) -> str:
-    """Squash a (possibly multi-line) error message into one line, dropping OmegaConf's debug trailer.
-
-    Hydra's composition errors keep the useful half in ``__cause__`` ("Key 'x' not in 'RuntimeConfig'").
-    """
-    text = str(exc)
-    cause = getattr(exc, "__cause__", None)
-    if cause is not None and str(cause).strip():
-        text = f"{text}\n{str(cause).strip().splitlines()[0]}"
-    text = text.split("Config search path:")[0]  # Hydra's list of config sources: noise for a user
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not re.match(r"^(object_type|reference_type|full_key)=", ln)]
-    out = " ".join(lines) or type(exc).__name__
-    return out if len(out) <= MAX_ERROR_CHARS else out[: MAX_ERROR_CHARS - 1] + "…"
+from medbench.text import one_line  # noqa: F401 (the CLI's one-line errors)
 
 
 def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from medbench.analysis.collate import load_dir
+from medbench.results.load import load_dir
 
 # Launcher keys medbench's launchers (and hydra-submitit's) take, with plain values only.
 _LAUNCHERS = ("submitit_local", "submitit_slurm", "slurm", "isolated")
@@ -123,25 +123,26 @@ def points_to_rerun(sweep_dir: Path) -> list[dict[str, Any]]:
     """Points of ``sweep_dir`` without an ok result: run dir, status, checked task and launcher overrides."""
     found = load_dir(sweep_dir)
     roots = _task_roots()
-    rows = [r for r in found.records if r.get("status") != "ok"] + found.crashed
+    rows = [r for r in found.records if r.status != "ok"]
     points = []
     for row in rows:
-        error = row.get("error")
-        error = error.get("message") if isinstance(error, dict) else error if isinstance(error, str) else None
-        if row.get("status") == "not_run":
-            run_dir = Path(row["run_dir"]) if row.get("run_dir") else None
-            points.append(_point(run_dir, "not_run", error, list(row.get("overrides") or []), [], roots))
+        error = row.error.message if row.error else None
+        if row.status == "not_run":
+            run_dir = Path(row.run_dir) if row.run_dir else None
+            points.append(_point(run_dir, "not_run", error, list(row.metadata.overrides), [], roots))
             if run_dir is None:
                 points[-1]["refused"] = "the plan gives no run dir for this point (custom hydra.sweep.subdir)"
             continue
-        run_dir = Path(row["run_dir"])
+        if row.run_dir is None:
+            continue
+        run_dir = Path(row.run_dir)
         task = _yaml(run_dir / ".hydra" / "overrides.yaml")
         if not isinstance(task, list):
-            task = (row.get("metadata") or {}).get("overrides") or row.get("overrides") or []
+            task = row.metadata.overrides
         hydra_yaml = _yaml(run_dir / ".hydra" / "hydra.yaml")
         hydra_overrides = (((hydra_yaml.get("hydra") or {}).get("overrides") or {}).get("hydra") or []
                            if isinstance(hydra_yaml, dict) else [])
-        points.append(_point(run_dir, str(row.get("status")), error, list(task), list(hydra_overrides), roots))
+        points.append(_point(run_dir, str(row.status), error, list(task), list(hydra_overrides), roots))
     for p in points:
         if p["run_dir"] is not None and not _inside(p["run_dir"], sweep_dir):
             p["refused"] = p["refused"] or f"run dir {p['run_dir']} is outside the sweep dir"

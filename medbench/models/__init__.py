@@ -112,17 +112,19 @@ def prepare_for_inference(module: nn.Module, *, fuse: bool) -> tuple[nn.Module, 
         if fuse:
             module = module.fuse(verbose=False)
         fused = bool(module.is_fused())
+    return freeze(module), fused
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Eval mode, no gradients (in place): how every timed model is run."""
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
-    return module, fused
+    return module
 
 
 def _freeze(module: nn.Module) -> nn.Module:
-    module = module.to("cpu").float().eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+    return freeze(module.to("cpu").float())
 
 
 def _build_ultralytics(spec: ModelConfig) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from torch import nn
 
 from medbench.errors import ModelError
 from medbench.models.ultralytics_models import file_sha256, is_ultralytics_model, resolve_weights, torch_load
+from medbench.text import first_line
 
 
 def classification_factories() -> list[str]:
@@ -65,8 +66,7 @@ def load_torchvision_weights(name: str | None, weights: str, num_classes: int | 
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:
-                first = str(e).strip().splitlines()[0]
-                raise ModelError(f"checkpoint {path} does not fit torchvision {name} ({first})") from e
+                raise ModelError(f"checkpoint {path} does not fit torchvision {name} ({first_line(e)})") from e
             return model.float().eval(), path, file_sha256(path)
     raise ModelError(f"checkpoint {path} holds neither a model nor a state_dict ({type(obj).__name__})")
 

@@ -19,14 +19,10 @@ from torch import nn
 
 from medbench.errors import ModelError
 from medbench.models.modules import register_modules
+from medbench.text import first_line
 
 CFG_DIR = Path(__file__).resolve().parent / "cfg"  # medbench's own model YAMLs (the ECA variants)
 YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 @contextlib.contextmanager
@@ -91,7 +87,7 @@ def build_from_yaml(cfg: str, task: str, num_classes: int | None) -> tuple[nn.Mo
             f"model cfg not found: {cfg} (looked in cwd {Path.cwd()}, in {CFG_DIR} and among Ultralytics' model YAMLs)"
         ) from None
     except Exception as e:  # unreadable YAML: the user's file
-        raise ModelError(f"cannot read model cfg {resolved} ({_first_line(e)})") from e
+        raise ModelError(f"cannot read model cfg {resolved} ({first_line(e, with_type=True)})") from e
     yaml_task = guess_model_task(d) or task  # None when the head is not one Ultralytics recognises
     if task and yaml_task != task:
         raise ModelError(f"model cfg {cfg} is a {yaml_task} model but model.task is {task} (set model.task={yaml_task})")
@@ -104,7 +100,7 @@ def build_from_yaml(cfg: str, task: str, num_classes: int | None) -> tuple[nn.Mo
     except KeyError as e:  # parse_model looks layer names up in ultralytics.nn.tasks' globals
         raise ModelError(f"model cfg {resolved} names an unknown layer {e} (medbench adds only ECA)") from e
     except Exception as e:
-        raise ModelError(f"cannot build model from {resolved} ({_first_line(e)})") from e
+        raise ModelError(f"cannot build model from {resolved} ({first_line(e, with_type=True)})") from e
     return model, resolved, yaml_task
 
 

@@ -1,8 +1,8 @@
-"""The result record (SPEC §4): provenance capture, atomic JSON write and tolerant read.
+"""Writing results: provenance and environment capture, the error block, and the one atomic writer.
 
-A record is a plain dict so that any tool can read it; ``SCHEMA_VERSION`` changes when a field
-changes meaning. Writes go to a temp file in the same directory and are renamed into place, so a
-reader never sees half a file, even if the writer is killed.
+Every file medbench writes (``result.json``, suite files, comparison tables, reports) goes through
+``write_text_atomic``: a temp file in the same directory, fsynced and renamed into place, so a reader never
+sees half a file, even if the writer is killed or the disk fills up. Reading is ``medbench.results.load``.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from medbench.errors import MedbenchError, ResultError
+from medbench.errors import MedbenchError
+from medbench.text import first_line
+from medbench.results.record import SCHEMA_VERSION, SUITE_KIND  # noqa: F401 (re-exported for writers)
 
-SCHEMA_VERSION = 1
 RESULT_NAME = "result.json"
-SUITE_KIND = "medbench-suite"  # the "kind" of a suite file written by medbench.api.benchmarks.BenchmarkSuite
 
 
 def utc_now() -> str:
@@ -123,7 +123,7 @@ def _static_env() -> dict[str, Any]:
 
 
 def collect_env(cwd: str | None = None, device: Any = None) -> dict[str, Any]:
-    """SPEC §4 ``env`` block: software, hardware (the timed ``device``'s GPU) and the git state of the working directory."""
+    """The ``env`` block: software, hardware (the timed ``device``'s GPU) and the git state of the working directory."""
     cwd = cwd or os.getcwd()
     return {**_static_env(), **gpu_env(device), "torch_threads": _torch_threads(), **git_state(cwd)}
 
@@ -150,10 +150,10 @@ def provenance() -> dict[str, Any]:
 
 
 def error_block(exc: BaseException) -> dict[str, Any]:
-    """SPEC §4 ``error``: a type word, the one-line message, and (for bugs) the traceback."""
+    """The ``error`` block: a type word, the one-line message, and (for bugs) the traceback."""
     name = type(exc).__name__
     kind = "oom" if "OutOfMemory" in name or isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) else getattr(exc, "kind", None) if isinstance(exc, MedbenchError) else None
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    message = first_line(exc)
     block = {"type": kind or name, "exception": name, "message": message}
     if not isinstance(exc, MedbenchError):
         block["traceback"] = "".join(traceback.format_exception(exc)).strip()
@@ -177,16 +177,14 @@ def _umask() -> int:
     return mask
 
 
-def write_json_atomic(path: Path | str, data: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` via a temp file and ``os.replace`` (never half-written)."""
+def write_atomic(path: Path | str, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file and ``os.replace``: the old file or the new one, never half."""
     path = Path(path)
-    data = finite(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, allow_nan=False, default=str)
-            fh.write("\n")
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are ordinary files
@@ -197,30 +195,12 @@ def write_json_atomic(path: Path | str, data: Any) -> Path:
     return path
 
 
-def dig(record: Any, dotted: str) -> Any:
-    """``dig(rec, "latency.p50_ms")``: a nested value, or None where any level is missing."""
-    node: Any = record
-    for key in dotted.split("."):
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
+write_text_atomic = write_atomic  # the name the table writers use
 
 
-def read_json(path: Path | str, what: str = "result") -> Any:
-    """Parse a JSON file; a missing or truncated file raises a one-line ``ResultError`` naming ``what``."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ResultError(f"{what} file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ResultError(f"unreadable {what} file {path}: {exc}") from None
-
-
-def read_result(path: Path | str) -> dict[str, Any]:
-    """Load a result JSON; a missing, truncated or foreign file raises a one-line ``ResultError``."""
-    data = read_json(path, "result")
-    if not isinstance(data, dict) or "schema_version" not in data or "status" not in data:
-        raise ResultError(f"{path} is not a medbench result (no schema_version/status)")
-    return data
+def write_json_atomic(path: Path | str, data: Any) -> Path:
+    """``data`` (a dict, or a pydantic model) as JSON, atomically; NaN/inf become null."""
+    if hasattr(data, "to_json"):
+        data = data.to_json()
+    text = json.dumps(finite(data), indent=2, allow_nan=False, default=str)
+    return write_atomic(path, text + "\n")

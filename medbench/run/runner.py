@@ -1,4 +1,4 @@
-"""One job → one SPEC §4 record: build the model and inputs, time them, derive the statistics.
+"""One job → one result record: build the model and inputs, time them, derive the statistics.
 
 ``run_job`` never raises for a failing job: the exception becomes ``status: failed`` with an
 ``error`` block, so the caller can always write the record.
@@ -33,10 +33,11 @@ log = logging.getLogger("medbench")
 
 
 def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[str, Any]:
-    """The record skeleton with every SPEC §4 key present, filled from the job (values come later)."""
+    """The record skeleton with every key present, filled from the job (values come later)."""
     h, w = job.imgsz
     return {
         "schema_version": SCHEMA_VERSION,
+        "kind": "run",
         "status": "running",
         "error": None,
         "metadata": {

@@ -36,6 +36,7 @@ from medbench.errors import ConfigError, DeviceError
 from medbench.config.schema import RuntimeConfig
 from medbench.run import tf32
 from medbench.run.timing import time_once
+from medbench.text import first_line
 
 log = logging.getLogger("medbench")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -148,20 +149,14 @@ def place_model(module: torch.nn.Module, device: torch.device, dtype: torch.dtyp
     module = module.to(device=device, dtype=dtype)
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+    from medbench.models import freeze
+
+    return freeze(module)
 
 
 def place_batch(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """Give an input batch the memory format the model was given."""
     return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def compile_module(module: torch.nn.Module, mode: str) -> torch.nn.Module:
@@ -175,7 +170,7 @@ def compile_module(module: torch.nn.Module, mode: str) -> torch.nn.Module:
     try:
         return torch.compile(module, mode=mode)
     except Exception as exc:
-        raise DeviceError(f"torch.compile(mode={mode}) is not available here: {_first_line(exc)}") from exc
+        raise DeviceError(f"torch.compile(mode={mode}) is not available here: {first_line(exc, with_type=True)}") from exc
 
 
 def compile_stats(module: torch.nn.Module) -> dict[str, Any]:
@@ -208,7 +203,7 @@ def time_compilation(step: Callable[[], Any], device: torch.device, mode: str) -
         raise
     except Exception as exc:
         log.debug("torch.compile failed", exc_info=True)
-        raise DeviceError(f"torch.compile(mode={mode}) failed on {device}: {_first_line(exc)}") from exc
+        raise DeviceError(f"torch.compile(mode={mode}) failed on {device}: {first_line(exc, with_type=True)}") from exc
     return ms
 
 
@@ -238,7 +233,7 @@ class CudaGraphStep:
             raise
         except Exception as exc:
             raise DeviceError(f"runtime.cuda_graphs: the forward cannot be captured as a CUDA graph: "
-                              f"{_first_line(exc)}") from exc
+                              f"{first_line(exc, with_type=True)}") from exc
         torch.cuda.synchronize(device)
 
     def __call__(self) -> Any:

@@ -1,4 +1,4 @@
-"""Plots of a collated sweep (``python -m medbench.collate DIR --plot``): PNGs with headless matplotlib.
+"""Plots of a collated sweep (``medbench collate DIR --plot``): PNGs with headless matplotlib.
 
 matplotlib is optional (``pip install medbench[plot]``); it is imported only when a plot is asked for, and
 its absence is a one-line error.
@@ -6,6 +6,7 @@ its absence is a one-line error.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from medbench.errors import MedbenchError
+from medbench.results.store import write_atomic
 
 MARKERS = "osD^v<>pPX*h"
 
@@ -79,12 +81,11 @@ def plot_latency_by_setting(table: pd.DataFrame, path: Path | str) -> Path:
 
 
 def _save(fig: Any, plt: Any, path: Path | str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
-    return path
+    return write_atomic(path, png.getvalue())
 
 
 def write_plots(table: pd.DataFrame, out_dir: Path | str, x: str = "params_M") -> list[Path]:

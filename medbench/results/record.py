@@ -1,0 +1,288 @@
+"""The result record: one typed family for everything medbench writes (pydantic v2).
+
+Every ``result.json`` and every entry of a suite file is a ``Record``. Where they differ, two fields say how:
+
+* ``kind``: ``run`` (a CLI run, one ``result.json``) or ``api`` (a Python-API benchmark / suite entry);
+* ``status``: ``ok``, ``failed`` (config or runtime error: see ``error.type``), ``crashed`` (the point left no
+  record: killed, OOM, time limit; built by the reader from what the run dir holds), ``interrupted`` (SIGINT /
+  SIGTERM while running) or ``not_run`` (in the sweep plan, never started).
+
+Blocks are typed where medbench reads a field and open (``extra="allow"``) everywhere, so a field added by a newer
+writer (a telemetry counter, a backend's export time) passes validation and is kept on a round trip. Measurement
+blocks are strict: ``"12.5"`` is not a latency. Why pydantic: validation on read (a broken or hand-edited file is
+named in one line instead of crashing a table three functions later) and the JSON Schema in ``docs/`` generated from
+the same classes, so the documented record cannot drift from the written one.
+
+``SCHEMA_VERSION`` 2 (this module) differs from 1 by: the ``kind`` field; API entries carry ``throughput`` and
+``memory`` blocks like runs (version 1 had a float and two top-level numbers); a crashed point keeps its overrides
+in ``metadata.overrides`` only. ``medbench.results.load`` reads both versions.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic.json_schema import SkipJsonSchema
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+SUITE_KIND = "medbench-suite"  # the ``kind`` of a suite file
+Status = Literal["ok", "failed", "crashed", "interrupted", "not_run"]
+Kind = Literal["run", "api"]
+Number = float | None
+
+
+class Block(BaseModel):
+    """A record block: known fields typed, unknown ones kept; ``block["key"]`` reads either."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in type(self).model_fields:
+            return getattr(self, key)
+        extra = self.model_extra or {}
+        if key not in extra:
+            raise KeyError(key)
+        return extra[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        setattr(self, key, value)
+
+    def update(self, **values: Any) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        """A key with a value: a typed field that is not None, or an extra key."""
+        if isinstance(key, str) and key in type(self).model_fields:
+            return getattr(self, key) is not None
+        return key in (self.model_extra or {})
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        """A nested value by dotted path (``"latency.p50_ms"``), or ``default`` where any level is missing."""
+        value = dig(self, dotted)
+        return default if value is None else value
+
+
+class Numbers(Block):
+    """A measurement block: strict numbers (an int is a number, a string or a bool is not)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, validate_assignment=True)
+
+
+class ErrorInfo(Block):
+    """Why a point is not ok: ``type`` is a word (config, input, model, device, oom, timeout, crash, interrupted,
+    or the exception's class for a bug), ``message`` one line; ``traceback`` only for bugs."""
+
+    type: str
+    message: str
+    exception: str | None = None
+    traceback: str | None = None
+
+
+class Metadata(Block):
+    """What was run: the setting (model, imgsz, batch, device, precision), the overrides, the input."""
+
+    model_name: str | None = None
+    weights: str | None = None
+    cfg: str | None = None
+    random_init: bool | None = None
+    imgsz: int | list[int] | str | None = None
+    batch: int | str | None = None
+    device: str | int | None = None
+    device_requested: str | int | None = None
+    precision: str | None = None
+    scope: str | None = None
+    warmup: int | None = None
+    iters: int | None = None
+    seed: int | None = None
+    timestamp: str | None = None
+    overrides: list[str] = Field(default_factory=list, description="Hydra task overrides of this point")
+    choices: dict[str, Any] = Field(default_factory=dict)
+    benchmark_list: str | None = None
+    benchmark_size: int | None = None
+    benchmark_list_sha256: str | None = None
+    runtime: dict[str, Any] | None = None
+    unit: str | None = Field(None, description="API entries: what throughput counts (calls/s, samples/s, ...)")
+    duration_s: float | None = Field(None, description="API entries: total timed seconds (sum of samples_ms)")
+    batch_size: int | None = Field(None, description="API entries: items per timed call")
+
+
+class ModelComplexity(Numbers):
+    params: int | None = None
+    params_M: Number = None
+    gflops: Number = None
+    fused: bool | None = None
+
+
+class Latency(Numbers):
+    """Per timed call (one batch), milliseconds, from ``samples_ms``."""
+
+    mean_ms: Number = None
+    median_ms: Number = None
+    p50_ms: Number = None
+    p95_ms: Number = None
+    p99_ms: Number = None
+    std_ms: Number = None
+    min_ms: Number = None
+    max_ms: Number = None
+
+
+class Throughput(Numbers):
+    """Items per second: ``fps_p50`` = 1000 / latency.p50_ms x batch (the canonical one), ``fps_mean`` from the mean;
+    ``items_per_s`` (API) = items actually delivered / timed seconds; ``fps_pipelined`` from calls queued back to
+    back (CUDA)."""
+
+    fps_mean: Number = None
+    fps_p50: Number = None
+    fps_pipelined: Number = None
+    pipelined_ms: Number = None
+    pipelined_iters: int | None = None
+    items_per_s: Number = None
+
+
+class Memory(Numbers):
+    """MB: ``peak_gpu_mem_MB`` = torch.cuda.max_memory_allocated over the timed loop (canonical), ``reserved_MB``
+    the caching allocator's hold after it, ``peak_rss_MB`` the process' peak resident memory."""
+
+    peak_gpu_mem_MB: Number = None
+    allocated_MB: Number = None
+    reserved_MB: Number = None
+    peak_rss_MB: Number = None
+
+
+class ColdStart(Numbers):
+    model_load_ms: Number = None
+    first_forward_ms: Number = None
+    compile_ms: Number = None
+    cuda_graph_capture_ms: Number = None
+    model_from_cache: bool | None = None
+
+
+class Noise(Block):
+    iqr_ms: Number = None
+    iqr_over_median: Number = None
+    warning: str | None = None
+
+
+class Telemetry(Block):
+    """GPU clocks / throttling and machine load around the timed loop (open: the GPU code adds counters)."""
+
+    throttled: bool | None = None
+    loaded: bool | None = None
+    other_cpu_cores: Number = None
+    cpu_cores: int | None = None
+
+
+class Env(Block):
+    python: str | None = None
+    torch: str | None = None
+    cpu: str | None = None
+    gpu_name: str | None = None
+    cuda: str | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+
+
+class Provenance(Block):
+    hostname: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+
+
+class Record(Block):
+    """One result: a run (``kind: run``, the content of ``result.json``) or an API benchmark (``kind: api``)."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    kind: Kind = "run"
+    status: Status
+    name: str | None = Field(None, description="API entries: the benchmark's name")
+    error: ErrorInfo | None = None
+    metadata: Metadata = Field(default_factory=Metadata)
+    model_complexity: ModelComplexity | None = None
+    latency: Latency | None = None
+    throughput: Throughput | None = None
+    memory: Memory | None = None
+    cold_start: ColdStart | None = None
+    samples_ms: list[Annotated[float, Strict()]] | None = Field(
+        None, description="raw per-call times (ms), warm-up excluded")
+    noise: Noise | None = None
+    stages: dict[str, Any] | None = None
+    telemetry: Telemetry | None = None
+    warnings: list[str] = Field(default_factory=list)
+    env: Env | None = None
+    provenance: Provenance | None = None
+    # Set by the reader (the directory the record was found in); never written, not in the schema.
+    run_dir: SkipJsonSchema[str | None] = Field(None, exclude=True)
+
+    model_config = ConfigDict(extra="allow", strict=False, validate_assignment=True)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form that is written: every top-level field (null when absent), and in the blocks the fields the
+        writer gave (a CLI run does not carry the API's ``metadata.unit``)."""
+        return _json(self)
+
+
+class Suite(Block):
+    """A suite file (``BenchmarkSuite.save_results``): named API benchmarks run together, with their environment."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    kind: Literal["medbench-suite"] = SUITE_KIND
+    name: str
+    created: str | None = None
+    env: Env | None = None
+    results: list[Record] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**_json(self), "results": [r.to_json() for r in self.results]}
+
+
+def _json(model: BaseModel) -> dict[str, Any]:
+    """Every top-level field; inside blocks only the fields that were given (read or set)."""
+    out = model.model_dump(mode="json", exclude_unset=True)
+    for name, info in type(model).model_fields.items():
+        if name not in out and not info.exclude:
+            value = getattr(model, name)
+            out[name] = value.model_dump(mode="json", exclude_unset=True) if isinstance(value, BaseModel) else value
+    return {name: out[name] for name in [*type(model).model_fields, *out] if name in out}
+
+
+def dig(node: Any, dotted: str) -> Any:
+    """A nested value of a model or dict by dotted path (typed fields and extra keys alike), or None."""
+    for key in dotted.split("."):
+        if isinstance(node, BaseModel):
+            node = getattr(node, key, None) if key in type(node).model_fields else (node.model_extra or {}).get(key)
+        elif isinstance(node, dict):
+            node = node.get(key)
+        else:
+            return None
+    return node
+
+
+# --- constructors: the one place a record of each status is made --------------------------------------------------
+
+def failed(error: dict[str, Any] | ErrorInfo, **fields: Any) -> Record:
+    """A run that did not produce numbers (config error, runtime error)."""
+    return Record(status="failed", error=error, **fields)
+
+
+def crashed(error: dict[str, Any], *, run_dir: str, metadata: dict[str, Any],
+            provenance: dict[str, Any] | None = None) -> Record:
+    """A point that left no record (read from its run dir)."""
+    return Record(status="crashed", error=error, metadata=metadata, provenance=provenance, run_dir=run_dir)
+
+
+def interrupted(message: str, **fields: Any) -> Record:
+    """A point stopped by SIGINT / SIGTERM while it ran."""
+    return Record(status="interrupted", error={"type": "interrupted", "message": message}, **fields)
+
+
+def not_run(overrides: list[str], *, run_dir: str | None = None, **metadata: Any) -> Record:
+    """A point of the sweep plan that never started."""
+    return Record(status="not_run", error={"type": "not_run", "message": "never started"},
+                  metadata={"overrides": overrides, **metadata}, run_dir=run_dir)

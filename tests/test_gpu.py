@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import QUICK, only_result
-from medbench.run import nvml, telemetry, tf32
+from medbench.run import nvml, tf32
 from medbench.run.runner import run_job
 from medbench.run.runtime import CudaGraphStep
 from medbench.config.schema import to_job

@@ -80,8 +80,7 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
     # The GPU is ours from here: its context, placement, preloading and compilation disturb another process's
     # timed loop too.
     with exclusive_gpu(device) as held, runtime_settings(job.runtime, device) as applied:
-        record["provenance"]["gpu_lock"] = None if held is None else {"key": held.key, "waited_s": held.waited_s,
-                                                                      "dir": str(held.path.parent)}
+        record["provenance"]["gpu_lock"] = None if held is None else {"key": held.key, "waited_s": held.waited_s}
         dtype = dtype_for(job.runtime.precision, device)
         clean_start(device)  # earlier jobs' caches and peaks must not count in this one's memory figures
         meta["runtime"].update(applied)

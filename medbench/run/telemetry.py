@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from medbench.run import nvml
-from medbench.run.nvml import gpu_identity, nvml_driver_version, nvml_handle, torch_uuid  # noqa: F401 (re-exported)
+from medbench.run.nvml import gpu_identity, nvml_handle
 
 # NVML clocks event / throttle reason bits (nvml.h, stable across driver versions).
 THROTTLE_REASONS = {

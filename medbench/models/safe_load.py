@@ -147,7 +147,8 @@ def load_checkpoint(path: Path, *, trust: bool = False, imports: Iterable[str] =
         with torch.serialization.safe_globals(allowed_globals(user)):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        name = _refused_global(e)
+        name = _refused_global(e) or ("code outside the allow-list" if "weights only load failed" in str(e).lower()
+                                      and "unsupported" in str(e).lower() else None)
         if name is None:
             raise ModelError(f"not a PyTorch checkpoint: {path} ({_first_line(e)})") from e
         raise ModelError(

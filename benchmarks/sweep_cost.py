@@ -14,6 +14,7 @@ both sides stretch, and the figure moves by a few percent from run to run.
 
     python benchmarks/sweep_cost.py                    # the 12-point sweep above
     python benchmarks/sweep_cost.py --repeats 3        # three sweeps, one after the other: median ratio
+    python benchmarks/sweep_cost.py --sizes 128,160    # smaller images: less work, so the overhead weighs more
     python benchmarks/sweep_cost.py --python /path/to/other/venv/bin/python   # another checkout, same sweep
     python benchmarks/sweep_cost.py --profile sweep.prof                      # cProfile the sweep process
 """
@@ -31,12 +32,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-SWEEP = ["model=baseline,ghost,eca", "imgsz=256,320", "batch=1,2"]
-
-
-def run_sweep(python: str, sweep_dir: Path, iters: int, warmup: int, profile: str | None) -> float:
-    """Wall seconds of one sweep process (fresh interpreter)."""
-    cmd = [python, *(["-m", "cProfile", "-o", profile] if profile else []), "-m", "medbench", "-m", *SWEEP,
+def run_sweep(python: str, sweep_dir: Path, iters: int, warmup: int, sizes: str, profile: str | None) -> float:
+    """Wall seconds of one sweep process (fresh interpreter): 3 models x 2 sizes x batch 1,2."""
+    sweep = ["model=baseline,ghost,eca", f"imgsz={sizes}", "batch=1,2"]
+    cmd = [python, *(["-m", "cProfile", "-o", profile] if profile else []), "-m", "medbench", "-m", *sweep,
            "device=cpu", f"iters.warmup={warmup}", f"iters.iters={iters}", f"hydra.sweep.dir={sweep_dir}"]
     env = {**os.environ, "YOLO_OFFLINE": "1"}
     t0 = time.perf_counter()
@@ -69,6 +68,7 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable, help="interpreter whose medbench runs the sweep")
     parser.add_argument("--iters", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--sizes", default="256,320", help="the two image sizes of the sweep")
     parser.add_argument("--repeats", type=int, default=1, help="sweeps to run one after the other (median ratio)")
     parser.add_argument("--profile", help="write a cProfile of the (first) sweep process here")
     args = parser.parse_args()
@@ -77,7 +77,8 @@ def main() -> None:
         for i in range(args.repeats):
             sweep_dir = Path(tmp) / f"sweep{i}"
             sweep_dir.mkdir()
-            wall = run_sweep(args.python, sweep_dir, args.iters, args.warmup, args.profile if i == 0 else None)
+            wall = run_sweep(args.python, sweep_dir, args.iters, args.warmup, args.sizes,
+                             args.profile if i == 0 else None)
             work, sweep_wall, points, parts = work_seconds(sweep_dir)
             ratios.append(wall / work)
             inner.append(sweep_wall / work)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,8 +17,8 @@ NOISE_WARN = 0.10  # IQR/median above this: the number is noisy
 NOISE_LOUD = 0.25  # above this: the number is not to be trusted
 
 
-def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
-    """The ``latency`` block (per batch, milliseconds)."""
+def latency_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
+    """The ``latency`` block (per batch, milliseconds); ``p50_ci95_ms`` is the median's 95% interval."""
     a = np.asarray(samples_ms, dtype=np.float64)
     if a.size == 0:
         raise ValueError("no samples")
@@ -26,12 +27,20 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
         "mean_ms": float(a.mean()),
         "median_ms": float(p50),
         "p50_ms": float(p50),
+        "p50_ci95_ms": _median_ci95(a),
         "p95_ms": float(p95),
         "p99_ms": float(p99),
         "std_ms": float(a.std(ddof=1)) if a.size > 1 else 0.0,
         "min_ms": float(a.min()),
         "max_ms": float(a.max()),
     }
+
+
+def _median_ci95(a: np.ndarray) -> list[float] | None:
+    """Distribution-free 95% interval of the median (order statistics); None below 6 samples."""
+    from medbench.analysis.intervals import median_ci_pair  # intervals imports this module
+
+    return median_ci_pair(a)
 
 
 def fps(latency_ms: float | None, batch: int) -> float | None:

@@ -12,6 +12,11 @@ def _fmt(value: Any, spec: str = ".2f", unit: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{unit}"
 
 
+def _ci(pair: Any) -> str:
+    """`` [lo, hi]`` of a 95% interval, or nothing when the record has none."""
+    return f" [{pair[0]:.2f}, {pair[1]:.2f}]" if isinstance(pair, list) and len(pair) == 2 else ""
+
+
 def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
     """The end-of-run summary: what was timed, the headline numbers, noise, where the JSON is."""
     meta, cx, lat, thr = record["metadata"], record["model_complexity"], record["latency"], record["throughput"]
@@ -21,7 +26,8 @@ def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
         f"medbench · {meta['model_name']} ({source}) · {meta['device']} · {meta['precision']} · "
         f"input {tuple(meta.get('input_shape') or ())} · scope {meta.get('scope')}",
         f"  params {_fmt(cx['params_M'], '.3f')} M · GFLOPs {_fmt(cx['gflops'], '.2f')} · fused {cx['fused']}",
-        f"  latency/batch  mean {_fmt(lat['mean_ms'])}  p50 {_fmt(lat['p50_ms'])}  p95 {_fmt(lat['p95_ms'])}  "
+        f"  latency/batch  mean {_fmt(lat['mean_ms'])}  p50 {_fmt(lat['p50_ms'])}{_ci(lat.get('p50_ci95_ms'))}  "
+        f"p95 {_fmt(lat['p95_ms'])}  "
         f"p99 {_fmt(lat['p99_ms'])} ms  ({meta.get('samples')} iters after {meta['warmup']} warm-up)",
         f"  throughput {_fmt(thr['fps_p50'], '.1f')} img/s (p50)"
         + (f" · pipelined {_fmt(thr.get('fps_pipelined'), '.1f')} img/s" if thr.get("fps_pipelined") else ""),

@@ -1,0 +1,116 @@
+"""Verdicts between two groups of replicates: Δ% with its 95% interval, then slower / faster / ~ / unreliable.
+
+The rule (docs/statistics.md explains and measures it):
+
+* ``unreliable`` — a side has too few clean runs: a flagged run (loaded, throttled, very noisy) is never
+  evidence, and a side needs ``min(3, its runs)`` clean ones;
+* ``slower`` / ``faster`` — the estimated change is beyond ``±threshold`` **and** the 95% interval excludes 0;
+* ``~`` — beyond the threshold but the interval includes 0 (not distinguishable from noise);
+* ``same`` — the estimate is within the threshold.
+
+With ≥ 3 clean runs per side the p50 interval comes from the run medians (Hodges–Lehmann on log medians,
+Mann–Whitney interval): run-to-run variance is in the evidence. Otherwise it comes from the samples within the
+runs (moving-block bootstrap) and carries the caveat that run-to-run variance was not measured. Means and tail
+percentiles always use the two-stage bootstrap, and tails get no verdict when a side has too few samples past
+the percentile. Pure: runs in, a ``Judgement`` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from medbench.analysis import intervals
+from medbench.analysis.intervals import Interval
+from medbench.analysis.replicates import Run
+
+MIN_RUNS = 3  # run-level intervals from this many clean runs per side
+SLOWER, FASTER, UNDECIDED, SAME, UNRELIABLE, NO_VERDICT = "slower", "faster", "~", "same", "unreliable", "none"
+ONE_RUN_CAVEAT = "1 run each: run-to-run variance not measured"
+FEW_RUNS_CAVEAT = f"fewer than {MIN_RUNS} runs per side: run-to-run variance not measured"
+STATISTICS = ("median", "mean", "p95", "p99")
+MARKS = {SLOWER: "slower", FASTER: "faster", UNDECIDED: "~", SAME: "same", UNRELIABLE: "unreliable",
+         NO_VERDICT: ""}
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """Δ% of one latency statistic of side ``b`` against side ``a``, its interval and the verdict."""
+
+    statistic: str  # median | mean | pNN
+    verdict: str  # slower | faster | ~ | same | unreliable | none
+    delta: Interval | None  # Δ% (b/a - 1, percent) with its interval; None when unreliable or not computable
+    threshold_pct: float
+    runs: tuple[int, int]  # clean runs used per side
+    mode: str | None = None  # "runs" (run-level) | "within-run"
+    caveat: str | None = None
+    reason: str | None = None  # why unreliable / no verdict
+
+    @property
+    def mark(self) -> str:
+        return MARKS[self.verdict]
+
+
+def decide(delta: Interval, threshold_pct: float) -> str:
+    """The verdict rule on a Δ% interval (latency: positive is slower)."""
+    if abs(delta.estimate) <= threshold_pct:
+        return SAME
+    if delta.estimate > 0 and delta.lo > 0:
+        return SLOWER
+    if delta.estimate < 0 and delta.hi < 0:
+        return FASTER
+    return UNDECIDED
+
+
+def _unreliable_reason(side: str, runs: Sequence[Run]) -> str | None:
+    clean = [r for r in runs if r.clean]
+    if not runs:
+        return f"no {side} run"
+    if len(clean) >= min(MIN_RUNS, len(runs)):
+        return None
+    reasons = "; ".join(dict.fromkeys(f for r in runs for f in r.flags))
+    return (f"{len(runs) - len(clean)} of {len(runs)} {side} run(s) not usable "
+            f"({reasons}); need {min(MIN_RUNS, len(runs))} clean")
+
+
+def _within_run(a: Sequence[Run], b: Sequence[Run], statistic: str) -> Interval | None:
+    if not all(r.samples_ms for r in (*a, *b)):
+        return None
+    return intervals.bootstrap_ratio_ci([r.samples_ms for r in a], [r.samples_ms for r in b],  # type: ignore[misc]
+                                        statistic)
+
+
+def _too_few_for_tail(a: Sequence[Run], b: Sequence[Run], statistic: str) -> str | None:
+    if not statistic.startswith("p"):
+        return None
+    need = intervals.tail_samples_needed(float(statistic[1:]))
+    have = min(sum(len(r.samples_ms or ()) for r in a), sum(len(r.samples_ms or ()) for r in b))
+    if have < need:
+        return f"{have} samples per side; a {statistic} verdict needs {need} (10 past the percentile)"
+    return None
+
+
+def judge(a_runs: Sequence[Run], b_runs: Sequence[Run], statistic: str = "median",
+          threshold_pct: float = 5.0) -> Judgement:
+    """Judge side ``b`` (current / variant) against side ``a`` (baseline) on one latency statistic."""
+    if statistic not in STATISTICS:
+        intervals.statistic_fn(statistic)  # raises for an unknown name
+    reason = _unreliable_reason("baseline", a_runs) or _unreliable_reason("current", b_runs)
+    a = [r for r in a_runs if r.clean]
+    b = [r for r in b_runs if r.clean]
+    if reason:
+        return Judgement(statistic, UNRELIABLE, None, threshold_pct, (len(a), len(b)), reason=reason)
+    n = (len(a), len(b))
+    if statistic == "median" and min(n) >= MIN_RUNS:
+        delta = intervals.run_level_delta_pct([r.p50_ms for r in a], [r.p50_ms for r in b])
+        return Judgement(statistic, decide(delta, threshold_pct), delta, threshold_pct, n, "runs")
+    caveat = None if min(n) >= MIN_RUNS else (ONE_RUN_CAVEAT if n == (1, 1) else FEW_RUNS_CAVEAT)
+    delta = _within_run(a, b, statistic)
+    if delta is None:
+        return Judgement(statistic, NO_VERDICT, None, threshold_pct, n, "within-run", caveat,
+                         "no raw samples on both sides: no interval, no verdict")
+    few = _too_few_for_tail(a, b, statistic)
+    if few:
+        return Judgement(statistic, NO_VERDICT, delta, threshold_pct, n, "within-run", caveat, few)
+    return Judgement(statistic, decide(delta, threshold_pct), delta, threshold_pct, n,
+                     "runs" if min(n) >= MIN_RUNS else "within-run", caveat)

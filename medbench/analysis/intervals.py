@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medbench.analysis.stats import _u_distribution
-
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240613  # fixed: the same records always give the same interval
@@ -90,6 +88,20 @@ def median_ci_pair(samples: Sequence[float], confidence: float = CONFIDENCE) -> 
     """``[lo, hi]`` for a record's ``latency.p50_ci95_ms`` (None when the run has too few samples)."""
     ci = median_ci(samples, confidence)
     return None if ci is None else [ci.lo, ci.hi]
+
+
+def _u_distribution(m: int, n: int) -> np.ndarray:
+    """Counts of arrangements with U = 0..m·n under the null (coefficients of the Gaussian binomial [m+n, m]_q)."""
+    m, n = min(m, n), max(m, n)
+    poly = np.zeros(m * n + 1)
+    poly[0] = 1.0
+    for i in range(1, m + 1):
+        shifted = poly.copy()  # multiply by (1 - q^(n+i)) ...
+        shifted[n + i:] -= poly[: len(poly) - (n + i)]
+        for r in range(i):  # ... then divide by (1 - q^i): a running sum per residue class (exact quotient)
+            shifted[r::i] = np.cumsum(shifted[r::i])
+        poly = shifted
+    return poly
 
 
 # --- several runs per side: Hodges–Lehmann shift with the Mann–Whitney interval ----------------------------------

@@ -1,20 +1,22 @@
 """Baseline vs current → verdicts per metric: the regression gate's logic (pure: no files written, no printing).
 
-``medbench compare --baseline A --current B`` (``medbench.cli.compare``) where A and B are each a ``result.json``, a sweep
-directory (every ``result.json`` below it) or a suite file written by the Python API. Runs are matched by their
-setting — (model, imgsz, batch, device, precision) for results, (name, device) for suite entries. For every
-metric the better direction is known (latency and memory lower, FPS / throughput higher):
+``medbench compare --baseline A --current B`` (``medbench.cli.compare``) where A and B are each a ``result.json``, a
+sweep directory (every ``result.json`` below it) or a suite file written by the Python API. Runs are matched by their
+setting — (model, imgsz, batch, device, precision, scope) for results, (name, device) for suite entries; the
+replicates of a setting (``-m repeat='range(5)'``) form one group per side. For every metric the better direction is
+known (latency and memory lower, FPS / throughput higher). Each latency metric gets Δ% with a 95% interval
+(``medbench.analysis.verdicts``; docs/statistics.md):
 
-* regression / improvement — the change is beyond the metric's threshold (default 5%) and, when both sides
-  have raw ``samples_ms``, also statistically significant: a two-sided Mann–Whitney U test on the raw
-  samples with p < 0.01 (``scipy.stats.mannwhitneyu``; FPS is 1000/latency, so it uses the same test);
-* ``~`` within noise — beyond the threshold but not significant (e.g. 3 noisy samples each: the smallest
-  possible p for 3 vs 3 is 0.1, so such a change can never be a regression);
-* stable — within the threshold.
+* regression / improvement — Δ% is beyond the metric's threshold (default 5%) **and** its 95% interval excludes 0;
+  with >= 3 runs per side the p50 interval comes from the run medians (run-to-run variance included), otherwise
+  from the samples within the runs (block bootstrap; "run-to-run variance not measured");
+* ``~`` within noise — beyond the threshold, but the interval includes 0;
+* stable — within the threshold;
+* unreliable — a side has too few clean runs: a run flagged loaded / throttled / very noisy is never evidence;
+* no_verdict — an interval but no verdict (p95/p99 need 10 samples past the percentile on each side).
 
 Metrics without samples (memory, pipelined FPS) are judged by the threshold alone. Params and GFLOPs must be
-equal: otherwise the pair is reported as "models differ" and gets no latency verdict. The exit status is the
-verdict: with ``--fail-on-regression`` it is 1 when any regression is found; 2 for a missing or unreadable file.
+equal: otherwise the pair is reported as "models differ" and gets no latency verdict.
 """
 
 from __future__ import annotations
@@ -25,16 +27,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from medbench.analysis import stats
 from medbench.analysis.entries import Entry, load_entries
+from medbench.analysis.judging import judge_metric
+from medbench.analysis.replicates import Run
 from medbench.errors import ResultError
 from medbench.results.metrics import COMPARED, ENV_FIELDS, Metric
 from medbench.text import number
 
 DEFAULT_THRESHOLD = 5.0  # percent
-TEST_NAME = f"two-sided Mann-Whitney U on raw samples_ms, p < {stats.SIGNIFICANCE_ALPHA}"
+RULE = ("Δ% beyond the threshold and its 95% interval excluding 0 (run-level with >= 3 runs per side, else "
+        "within-run block bootstrap); loaded/throttled/very noisy runs are no evidence")
 KNOWN_METRICS = [m.name for m in COMPARED]
 
 
@@ -48,10 +50,13 @@ class MetricChange:
     current: float | str | None
     delta_pct: float | None
     threshold: float | None
-    verdict: str  # regression | improvement | stable | ~
-    p_value: float | None = None
-    test: str | None = None
+    verdict: str  # regression | improvement | stable | ~ | unreliable | no_verdict
+    p_value: float | None = None  # kept for readers of older reports; verdicts come from the interval
+    test: str | None = None  # how the interval was computed
     note: str | None = None
+    ci95_pct: list[float] | None = None  # 95% interval of delta_pct
+    confidence: float | None = None  # the coverage the interval reaches (3 vs 3 runs: 90%)
+    runs: list[int] | None = None  # clean runs used: [baseline, current]
 
 
 @dataclass
@@ -69,6 +74,7 @@ class ComparisonReport:
     failed: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     matched: int = 0
+    flagged: list[dict[str, Any]] = field(default_factory=list)  # runs left out: loaded, throttled, very noisy
 
     def _by(self, verdict: str) -> list[MetricChange]:
         return [c for c in self.changes if c.verdict == verdict]
@@ -90,6 +96,18 @@ class ComparisonReport:
         return self._by("~")
 
     @property
+    def unreliable(self) -> list[MetricChange]:
+        return self._by("unreliable")
+
+    @property
+    def no_verdict(self) -> list[MetricChange]:
+        return self._by("no_verdict")
+
+    @property
+    def has_unreliable(self) -> bool:
+        return bool(self.unreliable)
+
+    @property
     def has_regressions(self) -> bool:
         return bool(self.regressions)
 
@@ -100,6 +118,7 @@ class ComparisonReport:
     def counts(self) -> dict[str, int]:
         return {"regressions": len(self.regressions), "improvements": len(self.improvements),
                 "stable": len(self.stable), "within_noise": len(self.within_noise),
+                "unreliable": len(self.unreliable), "no_verdict": len(self.no_verdict),
                 "models_differ": len(self.models_differ), "unmatched": self.unmatched, "failed": len(self.failed),
                 "matched_settings": self.matched}
 
@@ -111,19 +130,23 @@ class ComparisonReport:
 
         text = (f"{plural(n['regressions'], 'regression', 'regressions')}, "
                 f"{plural(n['improvements'], 'improvement', 'improvements')}, {n['stable']} stable, "
-                f"{n['within_noise']} within noise, {n['models_differ']} models differ, {n['unmatched']} unmatched")
+                f"{n['within_noise']} within noise, {n['unreliable']} unreliable, {n['models_differ']} models differ, "
+                f"{n['unmatched']} unmatched")
         return text + (f", {n['failed']} failed" if n["failed"] else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "baseline": self.baseline_source, "current": self.current_source,
             "default_threshold_pct": self.default_threshold, "thresholds_pct": dict(self.thresholds),
-            "significance": TEST_NAME, "alpha": stats.SIGNIFICANCE_ALPHA,
+            "rule": RULE, "confidence": 0.95, "has_unreliable": self.has_unreliable,
             "has_regressions": self.has_regressions, "summary": self.counts(), "summary_line": self.summary(),
             "regressions": [asdict(c) for c in self.regressions],
             "improvements": [asdict(c) for c in self.improvements],
             "within_noise": [asdict(c) for c in self.within_noise],
             "stable": [asdict(c) for c in self.stable],
+            "unreliable": [asdict(c) for c in self.unreliable],
+            "no_verdict": [asdict(c) for c in self.no_verdict],
+            "flagged_runs": self.flagged,
             "models_differ": self.models_differ, "failed": self.failed,
             "unmatched": {"missing_in_current": self.missing_in_current, "new_in_current": self.new_in_current},
             "warnings": self.warnings,
@@ -148,40 +171,25 @@ def threshold_for(metric: str, thresholds: dict[str, float], default: float) -> 
     return best
 
 
-def judge_metric(spec: Metric, base: float, cur: float, threshold: float, base_samples: list[float] | None,
-                 cur_samples: list[float] | None) -> tuple[str, float | None, float | None, str | None]:
-    """(verdict, Δ%, p, note) for one metric: pure, so the gate's logic is testable without files."""
-    delta = (cur - base) / base * 100.0 if base != 0 else (0.0 if cur == base else math.inf)
-    if abs(delta) <= threshold:
-        return "stable", delta, None, None
-    worse = delta > 0 if spec.lower_is_better else delta < 0
-    verdict = "regression" if worse else "improvement"
-    if not spec.sampled:
-        return verdict, delta, None, None
-    if base_samples is None or cur_samples is None:
-        return verdict, delta, None, "no usable raw samples on both sides: judged by threshold only"
-    p = stats.significance(base_samples, cur_samples)
-    if p >= stats.SIGNIFICANCE_ALPHA:
-        return "~", delta, p, f"not significant at p < {stats.SIGNIFICANCE_ALPHA}"
-    slower = float(np.median(cur_samples)) > float(np.median(base_samples))
-    latency_up = delta > 0 if spec.lower_is_better else delta < 0  # FPS down means latency up
-    if slower != latency_up:
-        return "~", delta, p, "the samples shifted the other way"
-    return verdict, delta, p, None
-
-
-def _dedupe(entries: Iterable[Entry], side: str, warnings: list[str]) -> dict[tuple[Any, ...], Entry]:
+def _groups(entries: Iterable[Entry]) -> dict[tuple[Any, ...], list[Entry]]:
+    """Entries by setting: the replicates of a setting (runs differing only in ``repeat``) form one group."""
     by_key: dict[tuple[Any, ...], list[Entry]] = {}
     for e in entries:
         by_key.setdefault(e.key, []).append(e)
-    out = {}
-    for key, group in by_key.items():
-        if len(group) > 1:
-            group.sort(key=lambda e: (e.status == "ok", e.timestamp or ""))
-            warnings.append(f"{len(group)} {side} runs for {group[-1].label}; using the newest ok one "
-                            f"({group[-1].source})")
-        out[key] = group[-1]
-    return out
+    for group in by_key.values():
+        group.sort(key=lambda e: e.timestamp or "")
+    return by_key
+
+
+def _values(group: list[Entry], metric: str) -> list[float | None]:
+    """A metric's values over the clean runs of a group (over all of them when none is clean)."""
+    clean = [e for e in group if not e.flags] or group
+    return [e.metrics.get(metric) for e in clean]
+
+
+def _runs(entries: list[Entry]) -> list[Run]:
+    return [Run(e.metrics["latency.p50_ms"], tuple(e.samples_ms) if e.samples_ms else None, e.flags, e.source)
+            for e in entries if e.metrics.get("latency.p50_ms")]
 
 
 def _identity_diff(b: Entry, c: Entry) -> str | None:
@@ -206,33 +214,51 @@ def _env_warnings(pairs: list[tuple[Entry, Entry]]) -> list[str]:
     return warnings
 
 
-def _compare_pair(b: Entry, c: Entry, report: ComparisonReport, thresholds: dict[str, float], default: float) -> None:
-    if b.status != "ok" or c.status != "ok":
-        why = f"baseline {b.status}" + (f" ({b.error})" if b.error else "") + f", current {c.status}" + (
-            f" ({c.error})" if c.error else "")
-        report.failed.append({"setting": c.label, "why": why})
-        if b.status == "ok":  # it ran before and fails now: that is a regression
-            report.changes.append(MetricChange(c.label, "status", "ok", c.status, None, None, "regression",
-                                               note=c.error))
+def _failed_runs(b: list[Entry], c: list[Entry], label: str, report: ComparisonReport) -> tuple[list[Entry], list[Entry]]:
+    """The ok runs of each side; failed runs are reported (all current runs failing where the baseline ran: regression)."""
+    b_ok, c_ok = [e for e in b if e.status == "ok"], [e for e in c if e.status == "ok"]
+    bad = [e for e in b + c if e.status != "ok"]
+    if bad and (not b_ok or not c_ok):
+        why = "; ".join(dict.fromkeys(f"{'baseline' if e in b else 'current'} {e.status}" + (f" ({e.error})" if e.error
+                                      else "") for e in bad))
+        report.failed.append({"setting": label, "why": why})
+        if b_ok and not c_ok:  # it ran before and fails now: that is a regression
+            report.changes.append(MetricChange(label, "status", "ok", c[-1].status, None, None, "regression",
+                                               note=c[-1].error))
+    elif bad:
+        report.warnings.append(f"{label}: {len(bad)} run(s) did not finish ok and are left out "
+                               f"({', '.join(sorted({e.source for e in bad}))})")
+    return b_ok, c_ok
+
+
+def _compare_pair(b_all: list[Entry], c_all: list[Entry], report: ComparisonReport, thresholds: dict[str, float],
+                  default: float) -> None:
+    label = c_all[-1].label
+    b, c = _failed_runs(b_all, c_all, label, report)
+    if not b or not c:
         return
-    differ = _identity_diff(b, c)
+    differ = _identity_diff(b[-1], c[-1])
     if differ:
-        info = {m: (b.metrics.get(m), c.metrics.get(m)) for m in ("latency.p50_ms", "throughput.fps_p50")
-                if b.metrics.get(m) is not None}
-        report.models_differ.append({"setting": c.label, "why": differ,
+        info = {m: (b[-1].metrics.get(m), c[-1].metrics.get(m)) for m in ("latency.p50_ms", "throughput.fps_p50")
+                if b[-1].metrics.get(m) is not None}
+        report.models_differ.append({"setting": label, "why": differ,
                                      "info": {m: {"baseline": bv, "current": cv} for m, (bv, cv) in info.items()}})
         return
-    note = "; ".join(dict.fromkeys(b.notes + c.notes)) or None
+    for side, group in (("baseline", b), ("current", c)):
+        for e in group:
+            if e.flags:
+                report.flagged.append({"setting": label, "side": side, "source": e.source, "why": "; ".join(e.flags)})
+    note = "; ".join(dict.fromkeys(n for e in b + c for n in e.notes)) or None
+    b_runs, c_runs = _runs(b), _runs(c)
     for spec in COMPARED:
-        bv, cv = b.metrics.get(spec.name), c.metrics.get(spec.name)
-        if bv is None or cv is None:
-            continue
         threshold = threshold_for(spec.name, thresholds, default)
-        verdict, delta, p, why = judge_metric(spec, bv, cv, threshold, b.samples_ms, c.samples_ms)
+        v = judge_metric(spec, b_runs, c_runs, _values(b, spec.name), _values(c, spec.name), threshold)
+        if v is None:
+            continue
         report.changes.append(MetricChange(
-            c.label, spec.name, bv, cv, delta if delta is not None and math.isfinite(delta) else None, threshold,
-            verdict, p, "mann-whitney-u" if p is not None else None,
-            "; ".join(x for x in (why, note if spec.sampled else None) if x) or None))
+            label, spec.name, v.baseline, v.current, v.delta_pct, threshold, v.verdict, None, v.method,
+            "; ".join(x for x in (v.note, note if spec.sampled else None) if x) or None,
+            list(v.ci95_pct) if v.ci95_pct else None, v.confidence, list(v.runs)))
 
 
 def compare_entries(baseline: list[Entry], current: list[Entry], thresholds: dict[str, float] | None = None,
@@ -242,17 +268,21 @@ def compare_entries(baseline: list[Entry], current: list[Entry], thresholds: dic
     thresholds = dict(thresholds or {})
     report = ComparisonReport(baseline_source, current_source, default_threshold, thresholds,
                               warnings=list(warnings or []))
-    base = _dedupe(baseline, "baseline", report.warnings)
-    cur = _dedupe(current, "current", report.warnings)
+    base, cur = _groups(baseline), _groups(current)
     pairs = [(base[k], cur[k]) for k in base if k in cur]
     report.matched = len(pairs)
-    report.missing_in_current = [base[k].label for k in base if k not in cur]
-    report.new_in_current = [cur[k].label for k in cur if k not in base]
-    report.warnings += _env_warnings(pairs)
+    report.missing_in_current = [base[k][-1].label for k in base if k not in cur]
+    report.new_in_current = [cur[k][-1].label for k in cur if k not in base]
+    report.warnings += _env_warnings([(b[-1], c[-1]) for b, c in pairs])
     if not pairs:
         report.warnings.append("no setting of the baseline matches one of the current: nothing was compared")
     for b, c in pairs:
         _compare_pair(b, c, report, thresholds, default_threshold)
+    if report.flagged:
+        report.warnings.append(f"{len(report.flagged)} run(s) were loaded, throttled or very noisy and are not used "
+                               "for a verdict: " + "; ".join(f"{f['side']} {f['source']} ({f['why']})"
+                                                              for f in report.flagged[:5])
+                               + (" ..." if len(report.flagged) > 5 else ""))
     if report.models_differ:
         report.warnings.append(f"{len(report.models_differ)} matched setting(s) compare different models "
                                "(params/GFLOPs differ): see MODELS DIFFER")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from medbench.analysis.replicates import run_flags
 from medbench.errors import ResultError
 from medbench.results.load import Loaded, load_source
 from medbench.results.metrics import COMPARED, ENV_FIELDS, number
@@ -38,6 +39,7 @@ class Entry:
     source: str
     timestamp: str | None = None
     notes: list[str] = field(default_factory=list)
+    flags: tuple[str, ...] = ()  # why this run is no evidence: loaded, throttled, very noisy (replicates.run_flags)
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -84,7 +86,8 @@ def to_entry(rec: Record, source: str, env: Any = None) -> Entry:
                  metrics={m.name: m.value(rec) for m in COMPARED}, samples_ms=samples, identity=identity,
                  env={f.column: rec.get(f.path) if env is None or not f.path.startswith("env.")
                       else dig(env, f.path.removeprefix("env.")) for f in ENV_FIELDS}, source=source,
-                 timestamp=meta.timestamp, notes=[note] if note else [])
+                 timestamp=meta.timestamp, notes=[note] if note else [],
+                 flags=run_flags(rec.telemetry, rec.noise))
 
 
 def entries_of(found: Loaded) -> list[Entry]:

@@ -38,9 +38,11 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
-def run_flags(telemetry: Mapping[str, Any] | None, noise: Mapping[str, Any] | None,
+def run_flags(telemetry: Any, noise: Any,
               loud: float = NOISE_LOUD) -> tuple[str, ...]:
-    """Reasons (short phrases) why a run is not evidence: loaded, throttled, very noisy; () when it is."""
+    """Reasons (short phrases) why a run is not evidence: loaded, throttled, very noisy; () when it is.
+
+    ``telemetry`` / ``noise`` are the record's blocks (dicts or typed blocks: anything with ``.get``)."""
     tel, noi = telemetry or {}, noise or {}
     flags = []
     if tel.get("loaded") is True:

@@ -17,14 +17,18 @@ the percentile. Pure: runs in, a ``Judgement`` out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from medbench.analysis import intervals
 from medbench.analysis.intervals import Interval
 from medbench.analysis.replicates import Run
 
 MIN_RUNS = 3  # run-level intervals from this many clean runs per side
+MIN_SAMPLES = 20  # a within-run (bootstrap) interval needs this many samples per side; fewer give no interval
 SLOWER, FASTER, UNDECIDED, SAME, UNRELIABLE, NO_VERDICT = "slower", "faster", "~", "same", "unreliable", "none"
 ONE_RUN_CAVEAT = "1 run each: run-to-run variance not measured"
 FEW_RUNS_CAVEAT = f"fewer than {MIN_RUNS} runs per side: run-to-run variance not measured"
@@ -80,6 +84,13 @@ def _within_run(a: Sequence[Run], b: Sequence[Run], statistic: str) -> Interval 
                                         statistic)
 
 
+def _point_pct(a: Sequence[Run], b: Sequence[Run], statistic: str) -> float:
+    stat = intervals.statistic_fn(statistic)
+    va = float(stat(np.concatenate([r.samples_ms for r in a])[None, :])[0])  # type: ignore[misc]
+    vb = float(stat(np.concatenate([r.samples_ms for r in b])[None, :])[0])  # type: ignore[misc]
+    return 100.0 * (vb / va - 1.0) if va > 0 else math.inf
+
+
 def _too_few_for_tail(a: Sequence[Run], b: Sequence[Run], statistic: str) -> str | None:
     if not statistic.startswith("p"):
         return None
@@ -105,6 +116,11 @@ def judge(a_runs: Sequence[Run], b_runs: Sequence[Run], statistic: str = "median
         delta = intervals.run_level_delta_pct([r.p50_ms for r in a], [r.p50_ms for r in b])
         return Judgement(statistic, decide(delta, threshold_pct), delta, threshold_pct, n, "runs")
     caveat = None if min(n) >= MIN_RUNS else (ONE_RUN_CAVEAT if n == (1, 1) else FEW_RUNS_CAVEAT)
+    have = min(sum(len(r.samples_ms or ()) for r in a), sum(len(r.samples_ms or ()) for r in b))
+    if 0 < have < MIN_SAMPLES:  # no interval; a change within the threshold is still "same"
+        word = SAME if abs(_point_pct(a, b, statistic)) <= threshold_pct else NO_VERDICT
+        return Judgement(statistic, word, None, threshold_pct, n, "within-run", caveat,
+                         None if word == SAME else f"{have} samples per side: an interval needs {MIN_SAMPLES}")
     delta = _within_run(a, b, statistic)
     if delta is None:
         return Judgement(statistic, NO_VERDICT, None, threshold_pct, n, "within-run", caveat,

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from medbench.analysis import compare as _compare
-from medbench.analysis.compare import (DEFAULT_THRESHOLD, KNOWN_METRICS, TEST_NAME, ComparisonReport, MetricChange,
+from medbench.analysis.compare import (DEFAULT_THRESHOLD, KNOWN_METRICS, RULE, ComparisonReport, MetricChange,
                                        compare_sources, threshold_for)
 from medbench.errors import MedbenchError, ResultError
 from medbench.results.store import write_json_atomic
@@ -29,15 +29,19 @@ def render(report: ComparisonReport) -> str:
     thresholds = ", ".join(f"{k} {v:g}%" for k, v in sorted(report.thresholds.items()))
     lines = [f"baseline: {report.baseline_source}", f"current:  {report.current_source}",
              f"threshold {report.default_threshold:g}%" + (f" ({thresholds})" if thresholds else "")
-             + f"; significance: {TEST_NAME}"]
+             + f"; verdict: {RULE}"]
     lines += [f"WARNING: {w}" for w in report.warnings]
     for pair in report.models_differ:
         lines.append(f"MODELS DIFFER: {pair['setting']}: {pair['why']} — latency not judged, "
                      f"this is not the same model")
     for title, changes in (("Regressions", report.regressions), ("Improvements", report.improvements),
-                           ("Within noise (~): beyond the threshold but not significant", report.within_noise)):
-        lines += ["", f"{title} ({len(changes)})"]
-        lines += [_change_line(c) for c in changes]
+                           ("Within noise (~): beyond the threshold, but the 95% interval includes 0",
+                            report.within_noise),
+                           ("UNRELIABLE: loaded, throttled or very noisy runs; no verdict", report.unreliable),
+                           ("No verdict (interval only)", report.no_verdict)):
+        if changes or title in ("Regressions", "Improvements"):
+            lines += ["", f"{title} ({len(changes)})"]
+            lines += [_change_line(c) for c in changes]
     lines += ["", f"Stable ({len(report.stable)})"] + _stable_lines(report.stable)
     for pair in report.failed:
         lines.append(f"FAILED: {pair['setting']}: {pair['why']}")
@@ -65,12 +69,16 @@ def _stable_lines(changes: list[MetricChange]) -> list[str]:
 
 
 def _change_line(c: MetricChange) -> str:
-    mark = {"regression": "+", "improvement": "-", "~": "~", "stable": " "}.get(c.verdict, "!")
+    mark = {"regression": "+", "improvement": "-", "~": "~", "stable": " ", "unreliable": "!",
+            "no_verdict": "?"}.get(c.verdict, "!")
     delta = f"{c.delta_pct:+.1f}%" if c.delta_pct is not None else ""
-    p = f"p={c.p_value:.2g}" if c.p_value is not None else ""
+    ci = f"[{c.ci95_pct[0]:+.1f}, {c.ci95_pct[1]:+.1f}]" if c.ci95_pct else ""
+    if ci and c.confidence is not None and c.confidence < 0.95:
+        ci += f" ({c.confidence:.0%})"
+    runs = f"runs {c.runs[0]}/{c.runs[1]}" if c.runs else ""
     note = f"  ({c.note})" if c.note else ""
-    return (f" {mark} {c.setting:<48} {c.metric:<26} {number(c.baseline):>10} -> {number(c.current):<10} "
-            f"{delta:>8}  {p}{note}")
+    return (f" {mark} {c.setting:<48} {c.metric:<22} {number(c.baseline):>10} -> {number(c.current):<10} "
+            f"{delta:>8} {ci:<18} {runs}{note}")
 
 
 def _percent(text: str) -> float:
@@ -127,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="medbench compare", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(compare_doc.split("\n\n")[1:]).replace("``", "`") + "\n\nMetrics: " + ", ".join(KNOWN_METRICS)
-        + ".\nExit status: 0 ok; 1 regressions with --fail-on-regression (or mismatches with --fail-on-mismatch); "
+        + ".\nExit status: 0 ok; 1 regressions with --fail-on-regression (or unreliable verdicts with "
+          "--fail-on-unreliable, mismatches with --fail-on-mismatch); "
           "2 missing/unreadable input or bad arguments.")
     parser.add_argument("--baseline", required=True, help="result.json, sweep directory or suite file")
     parser.add_argument("--current", required=True, help="result.json, sweep directory or suite file")
@@ -138,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", action="append", default=[], type=Path, metavar="YAML",
                         help="YAML file mapping metric -> percent (key 'default' sets the default)")
     parser.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any regression is found")
+    parser.add_argument("--fail-on-unreliable", action="store_true",
+                        help="exit 1 when a verdict is unreliable (a loaded, throttled or very noisy side): for CI "
+                             "that must not pass on a bad machine")
     parser.add_argument("--fail-on-mismatch", action="store_true",
                         help="also exit 1 when models differ, a setting is unmatched, or a run failed")
     parser.add_argument("--output", "-o", type=Path, help="write the report as JSON here")
@@ -152,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(args.output, report.to_dict())
         print(f"report → {args.output}")
     if args.fail_on_regression and report.has_regressions:
+        return 1
+    if args.fail_on_unreliable and report.has_unreliable:
         return 1
     if args.fail_on_mismatch and (report.models_differ or report.unmatched or report.failed or not report.matched):
         return 1

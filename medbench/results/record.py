@@ -122,6 +122,7 @@ class Latency(Numbers):
     mean_ms: Number = None
     median_ms: Number = None
     p50_ms: Number = None
+    p50_ci95_ms: list[float] | None = None  # distribution-free 95% interval of the median (order statistics)
     p95_ms: Number = None
     p99_ms: Number = None
     std_ms: Number = None

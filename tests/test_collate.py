@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -168,3 +169,53 @@ def test_environment_and_precision_warnings_are_pure():
 def test_missing_directory_is_one_line(tmp_path):
     proc = collate_cli(str(tmp_path / "nope"), cwd=tmp_path)
     assert proc.returncode == 2 and "no such file or directory" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _replicate(template: dict, model: str, repeat: int, factor: float, rng, loaded: bool = False) -> dict:
+    """A copy of a real record: another model label, replicate index and samples (quiet, scaled by ``factor``)."""
+    from medbench.analysis import stats
+
+    rec = json.loads(json.dumps(template))
+    level = factor * float(np.exp(rng.normal(0, 0.01)))  # 1% run-to-run variation
+    samples = (level * 10.0 * rng.lognormal(0.0, 0.02, 60)).tolist()
+    summary = stats.summarize(samples, rec["metadata"]["batch"])
+    rec.update(samples_ms=samples, latency=summary["latency"], noise=summary["noise"])
+    rec["throughput"].update(summary["throughput"])
+    rec["metadata"].update(model_name=model, repeat=repeat)
+    rec["metadata"]["overrides"] = [f"repeat={repeat}", f"model={model}"]
+    rec["telemetry"].update(loaded=loaded, throttled=False, other_cpu_cores=1.8 if loaded else 0.1, cpu_cores=2)
+    return rec
+
+
+@pytest.mark.slow
+def test_replicates_give_intervals_verdicts_and_name_loaded_runs(sweep, tmp_path):
+    template = json.loads(next(sweep.glob("*/result.json")).read_text())
+    rng = np.random.default_rng(11)
+    root = tmp_path / "reps"
+    n = 0
+    for i in range(5):  # interleaved, as -m repeat='range(5)' model=baseline,ghost,eca runs them
+        for model, factor in (("baseline", 1.0), ("ghost", 1.10), ("eca", 1.0)):
+            rec = _replicate(template, model, i, factor, rng, loaded=(model == "eca" and i == 4))
+            (root / str(n)).mkdir(parents=True)
+            (root / str(n) / "result.json").write_text(json.dumps(rec))
+            n += 1
+    proc = collate_cli(str(root), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    delta = pd.read_csv(root / "comparison_delta.csv").set_index("model")
+    assert delta.loc["ghost", "verdict"] == "slower" and delta.loc["ghost", "runs"] == "5/5"
+    assert delta.loc["ghost", "d_p50_ci_lo_pct"] > 0 and 5 < delta.loc["ghost", "d_latency_p50_pct"] < 15
+    assert delta.loc["eca", "verdict"] in ("same", "~") and delta.loc["eca", "runs"] == "4/5"
+    assert delta.loc["eca", "d_p50_ci_lo_pct"] < 0 < delta.loc["eca", "d_p50_ci_hi_pct"]
+    assert "1 of 5 run(s) loaded" in delta.loc["eca", "note"]
+    assert "loaded: eca imgsz=" in proc.stdout and "repeat=4" in proc.stdout and "not used for a verdict" in proc.stdout
+    assert "run-to-run variance not measured" not in proc.stdout
+    table = pd.read_csv(root / "comparison.csv")
+    assert sorted(table["repeat"].unique()) == [0, 1, 2, 3, 4] and (table["variant"].isna()).all()
+    assert (table["p50_ci_lo_ms"] < table["latency_p50_ms"]).all()
+    # one run each: the interval comes from within the runs, and the table says so
+    single = tmp_path / "single"
+    for k, name in enumerate(("0", "1")):
+        (single / name).mkdir(parents=True)
+        (single / name / "result.json").write_text((root / str(k) / "result.json").read_text())
+    proc = collate_cli(str(single), cwd=tmp_path)
+    assert "1 run each: run-to-run variance not measured" in proc.stdout

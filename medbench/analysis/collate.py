@@ -19,25 +19,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medbench.analysis import deltas
+from medbench.analysis.deltas import DELTA_HEADERS, GROUP, SETTING
+from medbench.analysis.replicates import Run, run_flags, run_from_record
 from medbench.analysis.stats import NOISE_WARN
 from medbench.results.load import Loaded, load_dir, to_record
-from medbench.results.metrics import DELTAS, ENV_FIELDS, TABLE
+from medbench.results.metrics import ENV_FIELDS, TABLE
 from medbench.results.record import Record
 
-SETTING = ["model", "imgsz", "batch", "device", "precision"]
-GROUP = ["imgsz", "batch", "device", "precision", "variant"]  # a comparison: same everything but the model
 # Non-metric columns: the setting, then the outcome (metric columns come from the metric table).
 FIELDS = {"model": "metadata.model_name", "imgsz": "metadata.imgsz", "batch": "metadata.batch",
-          "device": "metadata.device", "precision": "metadata.precision"}
-OUTCOME = {"throttled": "telemetry.throttled", "status": "status", "error": "error.message", "error_type": "error.type"}
+          "device": "metadata.device", "precision": "metadata.precision", "repeat": "metadata.repeat"}
+OUTCOME = {"throttled": "telemetry.throttled", "loaded": "telemetry.loaded", "status": "status",
+           "error": "error.message", "error_type": "error.type"}
 METRIC_COLUMNS = [m.column for m in TABLE]
 # Kept in the CSV (machine-readable), left out of the terminal / Markdown / LaTeX tables.
-HIDDEN = ["run_dir", *(f.column for f in ENV_FIELDS), "error_type", "latency_p5_ms"]
-DELTA_HEADERS = {m.delta_column: m.delta_label for m in DELTAS}
+HIDDEN = ["run_dir", *(f.column for f in ENV_FIELDS), "error_type", "latency_p5_ms", "throttled", "loaded"]
 # Overrides that define the setting or the model: never part of the "variant" (what else a sweep varied).
 _NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|experiment|hydra|result_file|repeat)(\.|$)")
 NOISY_PCT = NOISE_WARN * 100  # IQR/median above this (percent) is flagged
-COLUMNS_ORDER_VARIANT = 5  # the variant column goes right after the setting columns
+COLUMNS_ORDER_VARIANT = 6  # the variant column goes right after the setting columns (and the replicate index)
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Collated:
     baseline: str | None
     warnings: list[str]
     found: Loaded
+    caveats: list[str] | None = None  # the 1-run caveat, rows without a verdict: printed under the Δ% table
+    threshold: float = deltas.DEFAULT_THRESHOLD  # percent: the verdict rule's threshold
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -81,14 +84,28 @@ def _p5(samples: Any) -> float:
     return float(np.percentile(np.asarray(samples, dtype=np.float64), 5))
 
 
+def _ci(r: Record, end: int) -> float | None:
+    pair = r.get("latency.p50_ci95_ms")
+    return float(pair[end]) if isinstance(pair, list) and len(pair) == 2 else None
+
+
+def _flag(r: Record) -> str:
+    """Why a run is no evidence, in short words (loaded / throttled / very noisy); blank when it is."""
+    if r.status != "ok":
+        return ""
+    return ", ".join(f.split(":")[0].split(" (")[0] for f in run_flags(r.telemetry, r.noise))
+
+
 def _row(r: Record) -> dict[str, Any]:
     return ({col: r.get(path) for col, path in FIELDS.items()} | {m.column: m.value(r) for m in TABLE}
+            | {"p50_ci_lo_ms": _ci(r, 0), "p50_ci_hi_ms": _ci(r, 1), "flag": _flag(r)}
             | {col: r.get(path) for col, path in OUTCOME.items()} | {f.column: r.get(f.path) for f in ENV_FIELDS}
             | {"latency_p5_ms": _p5(r.samples_ms), "run_dir": r.run_dir})
 
 
 def columns() -> list[str]:
-    return [*FIELDS, *METRIC_COLUMNS, *OUTCOME, *(f.column for f in ENV_FIELDS), "latency_p5_ms", "run_dir"]
+    return [*FIELDS, *METRIC_COLUMNS, "p50_ci_lo_ms", "p50_ci_hi_ms", "flag", *OUTCOME,
+            *(f.column for f in ENV_FIELDS), "latency_p5_ms", "run_dir"]
 
 
 def results_table(records: list[Record] | list[dict[str, Any]]) -> pd.DataFrame:
@@ -99,7 +116,7 @@ def results_table(records: list[Record] | list[dict[str, Any]]) -> pd.DataFrame:
         return df.assign(variant=pd.Series(dtype=str))
     df.insert(COLUMNS_ORDER_VARIANT, "variant", _variants(records))
     df["imgsz"] = df["imgsz"].map(lambda v: "x".join(map(str, v)) if isinstance(v, list) else v)
-    for col in [*METRIC_COLUMNS, "latency_p5_ms"]:
+    for col in [*METRIC_COLUMNS, "p50_ci_lo_ms", "p50_ci_hi_ms", "latency_p5_ms"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     keys = pd.DataFrame({"a": df["imgsz"].map(_imgsz_area), "b": pd.to_numeric(df["batch"], errors="coerce"),
                          "c": df["device"].astype(str), "d": df["precision"].astype(str),
@@ -121,35 +138,10 @@ def pick_baseline(table: pd.DataFrame, baseline: str | None = None) -> str | Non
     return models[0] if models else None
 
 
-def _pct(value: float, base: float) -> float:
-    if not (np.isfinite(value) and np.isfinite(base)) or base == 0:
-        return float("nan")
-    return (value - base) / base * 100.0
-
-
-def delta_table(table: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
-    """Δ% of every ok run against the baseline model's run at the same setting (the baseline's own row is 0)."""
-    cols = [*SETTING, "variant", "baseline", *DELTA_HEADERS, "note"]
-    base_name = pick_baseline(table, baseline)
-    if table.empty or base_name is None:
-        return pd.DataFrame(columns=cols)
-    ok = table[table["status"] == "ok"]
-    rows = []
-    for _, group in ok.groupby(GROUP, sort=False, dropna=False):
-        base_rows = group[group["model"] == base_name]
-        base = base_rows.iloc[0] if len(base_rows) else None
-        note = "" if base is not None else f"no {base_name} run at this setting"
-        if len(base_rows) > 1:
-            note = f"{len(base_rows)} {base_name} runs at this setting; the first is the reference"
-        for _, row in group.iterrows():
-            deltas = {m.delta_column: (_pct(row[m.column], base[m.column]) if base is not None else float("nan"))
-                      for m in DELTAS}
-            rows.append({**{k: row[k] for k in [*SETTING, "variant"]}, "baseline": base_name if base is not None else None,
-                         **deltas, "note": note})
-    df = pd.DataFrame(rows, columns=cols)
-    for col in DELTA_HEADERS:
-        df[col] = df[col].astype(float)
-    return df
+def delta_table(table: pd.DataFrame, baseline: str | None = None, runs: dict[str, Run] | None = None,
+                threshold: float = deltas.DEFAULT_THRESHOLD) -> pd.DataFrame:
+    """Each variant (replicates aggregated) against the baseline model at the same setting (``analysis.deltas``)."""
+    return deltas.delta_table(table, runs or {}, pick_baseline(table, baseline), threshold)
 
 
 def setting_label(row: pd.Series) -> str:
@@ -181,7 +173,7 @@ def comparison_warnings(table: pd.DataFrame, delta: pd.DataFrame, baseline: str 
         warnings.append(f"baseline model {baseline!r} has no ok run here; no Δ% computed "
                         f"(models: {', '.join(sorted(map(str, set(ok['model']))))})")
     elif not delta.empty and (delta["note"] != "").any():
-        missing = delta[delta["note"].str.startswith("no ")].drop_duplicates(GROUP)
+        missing = delta[delta["note"].str.contains(f"no {baseline} run", regex=False)].drop_duplicates(GROUP)
         if len(missing):
             warnings.append(f"{len(missing)} setting(s) have no {baseline} run: their Δ% is blank "
                             f"(e.g. {setting_label(missing.iloc[0])})")
@@ -189,17 +181,21 @@ def comparison_warnings(table: pd.DataFrame, delta: pd.DataFrame, baseline: str 
     if len(noisy):
         warnings.append(f"{len(noisy)} of {len(ok)} runs are noisy (IQR > {NOISY_PCT:.0f}% of the median): "
                         "small differences between them are not meaningful")
-    throttled = ok[ok["throttled"] == True]  # noqa: E712 (a column of True/False/None)
-    if len(throttled):
-        warnings.append(f"{len(throttled)} runs were clock-throttled (telemetry.throttled): "
-                        + ", ".join(f"{r['model']} {setting_label(r)}" for _, r in throttled.iterrows()))
+    flagged = ok[ok["flag"] != ""]
+    for _, r in flagged.iterrows():
+        again = f" repeat={r['repeat']}" if r.get("repeat") not in (None, 0) and r["repeat"] == r["repeat"] else ""
+        where = f" (run {Path(str(r['run_dir'])).name})" if r["run_dir"] else ""
+        warnings.append(f"{r['flag']}: {r['model']} {setting_label(r)}{again}{where}: not used for a verdict")
     return warnings
 
 
-def build(root: Path | str, baseline: str | None = None) -> Collated:
+def build(root: Path | str, baseline: str | None = None, threshold: float = deltas.DEFAULT_THRESHOLD) -> Collated:
     """Load ``root`` and compute both tables and the warnings (pure apart from reading the files)."""
     found = load_dir(root)
     table = results_table(found.records)
     base = pick_baseline(table, baseline)
-    delta = delta_table(table, base)
-    return Collated(table, delta, base, comparison_warnings(table, delta, base) + found.notes, found)
+    runs = {r.run_dir: run for r in found.records if r.status == "ok" and r.run_dir
+            and (run := run_from_record(r, r.run_dir)) is not None}
+    delta = delta_table(table, base, runs, threshold)
+    return Collated(table, delta, base, comparison_warnings(table, delta, base) + found.notes, found,
+                    deltas.caveats(delta), threshold)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from medbench.analysis.stats import NOISE_LOUD
+from medbench.results.record import dig
 
 
 @dataclass(frozen=True)
@@ -58,18 +59,17 @@ def run_flags(telemetry: Any, noise: Any,
     return tuple(flags)
 
 
-def run_from_record(record: Mapping[str, Any], source: str = "") -> Run | None:
-    """A ``Run`` from an ok result record (None when it has no usable median)."""
-    latency = record.get("latency") or {}
-    p50 = _number(latency.get("p50_ms", latency.get("median_ms")))
+def run_from_record(record: Any, source: str = "") -> Run | None:
+    """A ``Run`` from an ok result record (a typed ``Record`` or its dict; None when it has no usable median)."""
+    p50 = _number(dig(record, "latency.p50_ms"))
     if p50 is None or p50 <= 0:
         return None
-    samples = record.get("samples_ms")
+    samples = dig(record, "samples_ms")
     clean_samples = None
     if isinstance(samples, list) and samples and all(_number(s) is not None for s in samples):
         clean_samples = tuple(float(s) for s in samples)
-    values = {k: float(v) for k, v in latency.items() if _number(v) is not None}
-    return Run(p50, clean_samples, run_flags(record.get("telemetry"), record.get("noise")), source, values)
+    values = {k: v for k in ("mean_ms", "p95_ms", "p99_ms") if (v := _number(dig(record, f"latency.{k}"))) is not None}
+    return Run(p50, clean_samples, run_flags(dig(record, "telemetry"), dig(record, "noise")), source, values)
 
 
 @dataclass(frozen=True)

@@ -66,15 +66,19 @@ def decide(delta: Interval, threshold_pct: float) -> str:
     return UNDECIDED
 
 
+def short_flags(runs: Sequence[Run]) -> str:
+    """``loaded, very noisy``: the kinds of flags the runs carry (details stay with each run)."""
+    return ", ".join(dict.fromkeys(f.split(":")[0].split(" (")[0] for r in runs for f in r.flags))
+
+
 def _unreliable_reason(side: str, runs: Sequence[Run]) -> str | None:
     clean = [r for r in runs if r.clean]
     if not runs:
         return f"no {side} run"
     if len(clean) >= min(MIN_RUNS, len(runs)):
         return None
-    reasons = "; ".join(dict.fromkeys(f for r in runs for f in r.flags))
-    return (f"{len(runs) - len(clean)} of {len(runs)} {side} run(s) not usable "
-            f"({reasons}); need {min(MIN_RUNS, len(runs))} clean")
+    return (f"{side}: {len(runs) - len(clean)} of {len(runs)} run(s) {short_flags(runs)}; "
+            f"a verdict needs {min(MIN_RUNS, len(runs))} clean")
 
 
 def _within_run(a: Sequence[Run], b: Sequence[Run], statistic: str) -> Interval | None:

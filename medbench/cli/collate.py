@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from medbench.analysis.collate import DELTA_HEADERS, HIDDEN, Collated, build, setting_label
+from medbench.analysis.deltas import DEFAULT_THRESHOLD
 from medbench.errors import MedbenchError
 from medbench.results.store import write_text_atomic
 from medbench.text import first_line, usage_error
@@ -49,6 +50,9 @@ def render(df: pd.DataFrame, fmt: str = "text") -> str:
     shown = df.drop(columns=HIDDEN, errors="ignore")
     if "variant" in shown and not shown["variant"].astype(bool).any():
         shown = shown.drop(columns="variant")
+    for col in ("repeat", "flag"):  # replicate index and flags: only when a sweep has them
+        if col in shown and not shown[col].fillna(0).astype(bool).any():
+            shown = shown.drop(columns=col)
     return _fmt_table(shown, fmt)
 
 
@@ -80,8 +84,11 @@ def render_report(c: Collated, fmt: str = "text") -> str:
     base = c.baseline or "baseline"
     blocks: list[tuple[str, str]] = [("Runs", render(c.table, fmt) if not c.table.empty else "(no runs found)")]
     if not c.delta.empty:
-        blocks.append((f"Δ% vs {base} (same imgsz, batch, device, precision)", render_delta(c.delta, fmt)))
-    notes = [("Warnings", [f"warning: {w}" for w in c.warnings]), ("Failed runs", _failed_lines(c)),
+        blocks.append((f"Δ% vs {base} (same imgsz, batch, device, precision; replicates aggregated; p50 Δ% with its "
+                       f"95% interval; verdict: beyond ±{c.threshold:g}% and the interval excludes 0)",
+                       render_delta(c.delta, fmt)))
+    notes = [("Verdicts", [f"note: {line}" for line in c.caveats or []]),
+             ("Warnings", [f"warning: {w}" for w in c.warnings]), ("Failed runs", _failed_lines(c)),
              ("Skipped files", [f"skipped {p}: {why}" for p, why in c.found.skipped])]
     if fmt == "md":
         out = [f"## {title}\n\n{body}" for title, body in blocks]
@@ -108,9 +115,10 @@ def write_output(c: Collated, output: Path | str, fmt: str = "csv") -> list[Path
 
 
 def run_collation(root: Path | str, outputs: list[tuple[Path, str]], baseline: str | None = None,
-                  plot_dir: Path | None = None, plot_x: str = "params_M") -> tuple[Collated, list[Path]]:
+                  plot_dir: Path | None = None, plot_x: str = "params_M",
+                  threshold: float = DEFAULT_THRESHOLD) -> tuple[Collated, list[Path]]:
     """The one code path of the command and the end-of-sweep callback: collate, write, optionally plot."""
-    c = build(root, baseline)
+    c = build(root, baseline, threshold)
     written = [p for output, fmt in outputs for p in write_output(c, output, fmt)]
     if plot_dir is not None:
         from medbench.cli.plots import write_plots
@@ -171,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="output format (default: from the --output suffix, else csv + md)")
     parser.add_argument("--baseline", default=None,
                         help="model the Δ%% table compares against (default: 'baseline' if present, else the first model)")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="PCT",
+                        help="a variant is marked slower/faster only when its p50 Δ%% is beyond ±PCT and its 95%% "
+                             f"interval excludes 0 (default {DEFAULT_THRESHOLD:g})")
     parser.add_argument("--plot", action="store_true",
                         help="also write latency_vs_params.png and latency_by_setting.png (needs matplotlib)")
     parser.add_argument("--plot-x", choices=["params", "gflops"], default="params",
@@ -185,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                                                            else args.directory.parent)
     try:
         c, written = run_collation(args.directory, outputs, args.baseline, plot_dir,
-                                   "gflops" if args.plot_x == "gflops" else "params_M")
+                                   "gflops" if args.plot_x == "gflops" else "params_M", args.threshold)
     except MedbenchError as exc:
         return usage_error("medbench collate", exc)
     print(render_report(c, "text"))

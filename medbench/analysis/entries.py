@@ -79,7 +79,10 @@ def to_entry(rec: Record, source: str, env: Any = None) -> Entry:
                str(meta.precision), scope)
         label = (f"{meta.model_name} imgsz={_imgsz(meta.imgsz)} batch={meta.batch} {meta.device} {meta.precision}"
                  + ("" if scope == "forward" else f" {scope}"))
-        identity = {"params": rec.get("model_complexity.params"), "GFLOPs": rec.get("model_complexity.gflops")}
+        # the architecture: unfused GFLOPs where recorded (fusing is how it runs, not what it is; older records
+        # counted before fusing), so a run that stopped fusing is judged as a slower run, not a different model
+        identity = {"params": rec.get("model_complexity.params"),
+                    "GFLOPs": rec.get("model_complexity.gflops_unfused") or rec.get("model_complexity.gflops")}
     samples, note = usable_samples(rec)
     return Entry(key=key, label=label, kind=rec.kind, status=rec.status,
                  error=f"{rec.error.type}: {rec.error.message}" if rec.error else None,

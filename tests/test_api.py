@@ -17,7 +17,7 @@ from medbench.api.benchmark_suite import SUITE_KIND, load_suite
 from medbench.api.benchmarks import batch_length
 from medbench.errors import ResultError
 
-LATENCY_KEYS = {"mean_ms", "median_ms", "p50_ms", "p95_ms", "p99_ms", "std_ms", "min_ms", "max_ms"}
+LATENCY_KEYS = {"mean_ms", "median_ms", "p50_ms", "p50_ci95_ms", "p95_ms", "p99_ms", "std_ms", "min_ms", "max_ms"}
 
 
 class RangeDataset(torch.utils.data.Dataset):

@@ -12,7 +12,7 @@ RECORD_KEYS = {
                  "timestamp", "benchmark_list", "benchmark_size", "benchmark_list_sha256", "precision", "overrides",
                  "choices"},
     "model_complexity": {"params", "params_M", "gflops", "fused"},
-    "latency": {"mean_ms", "median_ms", "p50_ms", "p95_ms", "p99_ms", "std_ms", "min_ms", "max_ms"},
+    "latency": {"mean_ms", "median_ms", "p50_ms", "p50_ci95_ms", "p95_ms", "p99_ms", "std_ms", "min_ms", "max_ms"},
     "throughput": {"fps_mean", "fps_p50"},
     "memory": {"peak_gpu_mem_MB", "allocated_MB", "reserved_MB", "peak_rss_MB"},
     "cold_start": {"model_load_ms", "first_forward_ms"},
@@ -40,6 +40,7 @@ def test_single_run_writes_the_spec_record(medbench_cli, tmp_path):
     assert len(samples) == meta["iters"] == 5 and all(isinstance(s, float) and s > 0 for s in samples)
     lat, thr = rec["latency"], rec["throughput"]
     assert lat["min_ms"] <= lat["p50_ms"] <= lat["p95_ms"] <= lat["max_ms"]
+    assert lat["p50_ci95_ms"] is None  # 5 samples: no distribution-free 95% interval of the median exists
     assert lat["mean_ms"] == pytest.approx(sum(samples) / len(samples))
     assert thr["fps_mean"] == pytest.approx(1000 / lat["mean_ms"] * 2)
     assert rec["memory"]["peak_gpu_mem_MB"] is None and rec["memory"]["peak_rss_MB"] > 0

@@ -30,7 +30,9 @@ from medbench.text import first_line, usage_error
 log = logging.getLogger("medbench")
 FORMATS = {"csv": ".csv", "md": ".md", "latex": ".tex"}
 DESCRIPTION = ("Reads every result.json below a sweep directory and prints two tables: one row per run, and "
-               "Δ% against the baseline model at the same setting. Writes them as CSV, Markdown or LaTeX.")
+               "each model against the baseline model at the same setting, replicates aggregated: p50 Δ% with "
+               "its 95% interval and a verdict (slower / faster / ~ / same / unreliable). Loaded, throttled or "
+               "very noisy runs are flagged and never used for a verdict. Writes CSV, Markdown or LaTeX.")
 
 
 def _fmt_table(df: pd.DataFrame, fmt: str) -> str:
@@ -60,7 +62,8 @@ def render_delta(delta: pd.DataFrame, fmt: str = "text") -> str:
     """Format the Δ% table (headers like ``latency p95 Δ%``)."""
     if fmt == "csv":
         return delta.to_csv(index=False)
-    shown = delta.rename(columns=DELTA_HEADERS)
+    shown = delta.drop(columns="baseline").rename(columns=DELTA_HEADERS)  # the baseline is in the title
+    shown = shown.drop(columns=[c for c in shown.columns if shown[c].dtype == float and shown[c].isna().all()])
     if "variant" in shown and not shown["variant"].astype(bool).any():
         shown = shown.drop(columns="variant")
     if "note" in shown and not shown["note"].astype(bool).any():

@@ -55,7 +55,7 @@ def gate(base: Path, cur: Path, report: Path) -> dict[str, Any]:
                for c in data.get(key, [])]
     p50 = next((c for c in changes if c["metric"] == "latency.p50_ms"), {})
     return {"exit": proc.returncode, "p50_verdict": p50.get("verdict"), "p50_delta_pct": p50.get("delta_pct"),
-            "p50_ci95_pct": p50.get("ci95_pct"), "runs": p50.get("runs"), "note": p50.get("note"),
+            "p50_ci_pct": p50.get("ci_pct"), "runs": p50.get("runs"), "note": p50.get("note"),
             "regressed_metrics": [c["metric"] for c in data.get("regressions", [])],
             "flagged_runs": len(data.get("flagged_runs", []))}
 
@@ -97,8 +97,8 @@ def main() -> int:
         trials.append({"trial": t, "order": [s[0] for s in sides], "loadavg_1m": load, "aa": aa, "slowdown": slow,
                        "slow_over_base": ratio})
         print(f"trial {t:2d}: A/A exit {aa['exit']} p50 {aa['p50_verdict']} {aa['p50_delta_pct'] or 0:+.1f}% "
-              f"{aa['p50_ci95_pct']} | slow exit {slow['exit']} p50 {slow['p50_verdict']} "
-              f"{slow['p50_delta_pct'] or 0:+.1f}% {slow['p50_ci95_pct']} | load {load:.1f} | "
+              f"{aa['p50_ci_pct']} | slow exit {slow['exit']} p50 {slow['p50_verdict']} "
+              f"{slow['p50_delta_pct'] or 0:+.1f}% {slow['p50_ci_pct']} | load {load:.1f} | "
               f"{time.perf_counter() - started:.0f}s", flush=True)
     n = len(trials)
     summary = {

@@ -96,7 +96,7 @@ def test_judge_metric_is_a_pure_verdict():
     fps = BY_NAME["throughput.fps_p50"]
     v = judge_metric(fps, [_run(base)], [_run(slower)], [100.0], [100 / 1.2], 5.0)
     assert v.verdict == "regression" and v.delta_pct == pytest.approx(-100 / 6, rel=1e-6)
-    assert v.ci95_pct[0] < v.delta_pct < v.ci95_pct[1] < 0
+    assert v.ci_pct[0] < v.delta_pct < v.ci_pct[1] < 0
     memory = BY_NAME["memory.peak_gpu_mem_MB"]
     v = judge_metric(memory, [_run(base)], [_run(base)], [100.0], [90.0], 5.0)
     assert (v.verdict, v.delta_pct, v.method) == ("improvement", pytest.approx(-10.0), "threshold only")
@@ -136,7 +136,7 @@ def test_samples_times_1_2_is_a_regression_and_fails_the_gate(real_record, tmp_p
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["has_regressions"] is True and report["summary"]["regressions"] == 4
     p50 = next(r for r in report["regressions"] if r["metric"] == "latency.p50_ms")
-    assert p50["delta_pct"] == pytest.approx(20.0) and 10 < p50["ci95_pct"][0] < 20 < p50["ci95_pct"][1] < 30
+    assert p50["delta_pct"] == pytest.approx(20.0) and 10 < p50["ci_pct"][0] < 20 < p50["ci_pct"][1] < 30
     assert p50["runs"] == [1, 1] and "1 run each: run-to-run variance not measured" in p50["note"]
     assert "bootstrap" in p50["test"] and p50["baseline"] == pytest.approx(base["latency"]["p50_ms"])
     fps = next(r for r in report["regressions"] if r["metric"] == "throughput.fps_p50")
@@ -240,7 +240,7 @@ def test_replicates_are_groups_judged_from_run_medians(real_record, tmp_path):
     report = compare_sources(tmp_path / "base", tmp_path / "cur")
     p50 = next(c for c in report.changes if c.metric == "latency.p50_ms")
     assert p50.verdict == "regression" and p50.runs == [5, 5] and "Mann-Whitney" in p50.test
-    assert p50.ci95_pct[0] > 0 and p50.note is None and report.matched == 1
+    assert p50.ci_pct[0] > 0 and p50.note is None and report.matched == 1
 
 
 def test_missing_and_corrupt_baseline_are_one_line_and_exit_2(real_record, tmp_path):

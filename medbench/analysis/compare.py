@@ -54,8 +54,8 @@ class MetricChange:
     p_value: float | None = None  # kept for readers of older reports; verdicts come from the interval
     test: str | None = None  # how the interval was computed
     note: str | None = None
-    ci95_pct: list[float] | None = None  # 95% interval of delta_pct
-    confidence: float | None = None  # the coverage the interval reaches (3 vs 3 runs: 90%)
+    ci_pct: list[float] | None = None  # interval of delta_pct: 95% (p95/p99: 99%)
+    confidence: float | None = None  # the coverage of that interval (3 vs 3 runs: 90%)
     runs: list[int] | None = None  # clean runs used: [baseline, current]
 
 
@@ -188,7 +188,8 @@ def _values(group: list[Entry], metric: str) -> list[float | None]:
 
 
 def _runs(entries: list[Entry]) -> list[Run]:
-    return [Run(e.metrics["latency.p50_ms"], tuple(e.samples_ms) if e.samples_ms else None, e.flags, e.source)
+    return [Run(e.metrics["latency.p50_ms"], tuple(e.samples_ms) if e.samples_ms else None, e.flags, e.source,
+                {"mean_ms": e.metrics["latency.mean_ms"]} if e.metrics.get("latency.mean_ms") else {})
             for e in entries if e.metrics.get("latency.p50_ms")]
 
 
@@ -214,8 +215,9 @@ def _env_warnings(pairs: list[tuple[Entry, Entry]]) -> list[str]:
     return warnings
 
 
-def _failed_runs(b: list[Entry], c: list[Entry], label: str, report: ComparisonReport) -> tuple[list[Entry], list[Entry]]:
-    """The ok runs of each side; failed runs are reported (all current runs failing where the baseline ran: regression)."""
+def _failed_runs(b: list[Entry], c: list[Entry], label: str,
+                 report: ComparisonReport) -> tuple[list[Entry], list[Entry]]:
+    """The ok runs of each side; failed runs are reported (no current run ok where the baseline ran: regression)."""
     b_ok, c_ok = [e for e in b if e.status == "ok"], [e for e in c if e.status == "ok"]
     bad = [e for e in b + c if e.status != "ok"]
     if bad and (not b_ok or not c_ok):
@@ -258,7 +260,7 @@ def _compare_pair(b_all: list[Entry], c_all: list[Entry], report: ComparisonRepo
         report.changes.append(MetricChange(
             label, spec.name, v.baseline, v.current, v.delta_pct, threshold, v.verdict, None, v.method,
             "; ".join(x for x in (v.note, note if spec.sampled else None) if x) or None,
-            list(v.ci95_pct) if v.ci95_pct else None, v.confidence, list(v.runs)))
+            list(v.ci_pct) if v.ci_pct else None, v.confidence, list(v.runs)))
 
 
 def compare_entries(baseline: list[Entry], current: list[Entry], thresholds: dict[str, float] | None = None,

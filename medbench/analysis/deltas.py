@@ -86,7 +86,8 @@ def _row(rows: pd.DataFrame, g: Group, base_rows: pd.DataFrame | None, base: Gro
         return out | {"note": "; ".join(notes)}
     j = verdicts.judge(base.runs, g.runs, "median", threshold)
     delta = j.delta
-    plain = _pct(float(out["p50_ms"]), _nan(base.median_of_medians(clean_only=bool(base.clean))))  # type: ignore[arg-type]
+    base_p50 = _nan(base.median_of_medians(clean_only=bool(base.clean)))
+    plain = _pct(float(out["p50_ms"]), base_p50)  # type: ignore[arg-type]
     out |= {"d_latency_p50_pct": delta.estimate if delta else plain,
             "d_p50_ci_lo_pct": delta.lo if delta else float("nan"),
             "d_p50_ci_hi_pct": delta.hi if delta else float("nan"), "verdict": j.mark}

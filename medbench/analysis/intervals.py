@@ -148,7 +148,7 @@ def run_level_delta_pct(a_medians: Sequence[float], b_medians: Sequence[float],
 # --- a statistic's ratio by a two-stage (runs, then blocks) bootstrap ----------------------------------------------
 
 def block_length(n: int) -> int:
-    """Block length of the moving-block bootstrap: ⌈√n⌉ (≈ √n batches, as in batch means; long enough for stalls)."""
+    """Block length of the moving-block bootstrap: ⌈√n⌉ (about √n blocks, as in batch means; spans a stall)."""
     return max(1, math.ceil(math.sqrt(n)))
 
 

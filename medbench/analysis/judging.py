@@ -38,7 +38,7 @@ class Verdict:
     baseline: float | None
     current: float | None
     delta_pct: float | None
-    ci95_pct: tuple[float, float] | None
+    ci_pct: tuple[float, float] | None
     confidence: float | None
     verdict: str  # regression | improvement | stable | ~ | unreliable | no_verdict
     runs: tuple[int, int]  # clean runs used per side

@@ -10,9 +10,9 @@ The rule (docs/statistics.md explains and measures it):
 
 With ≥ 3 clean runs per side the p50 interval comes from the run medians (Hodges–Lehmann on log medians,
 Mann–Whitney interval): run-to-run variance is in the evidence. Otherwise it comes from the samples within the
-runs (moving-block bootstrap) and carries the caveat that run-to-run variance was not measured. Means and tail
-percentiles always use the two-stage bootstrap, and tails get no verdict when a side has too few samples past
-the percentile. Pure: runs in, a ``Judgement`` out.
+runs (moving-block bootstrap) and carries the caveat that run-to-run variance was not measured. The mean is judged
+the same way (run means); tail percentiles always use the two-stage bootstrap, and get no verdict when a side has
+too few samples past the percentile. Pure: runs in, a ``Judgement`` out.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from medbench.analysis.intervals import Interval
 from medbench.analysis.replicates import Run
 
 MIN_RUNS = 3  # run-level intervals from this many clean runs per side
+TAIL_CONFIDENCE = 0.99  # a percentile bootstrapped from a few runs is optimistic: tails are judged at 99%
 MIN_SAMPLES = 20  # a within-run (bootstrap) interval needs this many samples per side; fewer give no interval
 SLOWER, FASTER, UNDECIDED, SAME, UNRELIABLE, NO_VERDICT = "slower", "faster", "~", "same", "unreliable", "none"
 ONE_RUN_CAVEAT = "1 run each: run-to-run variance not measured"
@@ -84,8 +85,20 @@ def _unreliable_reason(side: str, runs: Sequence[Run]) -> str | None:
 def _within_run(a: Sequence[Run], b: Sequence[Run], statistic: str) -> Interval | None:
     if not all(r.samples_ms for r in (*a, *b)):
         return None
+    confidence = TAIL_CONFIDENCE if statistic.startswith("p") else intervals.CONFIDENCE
     return intervals.bootstrap_ratio_ci([r.samples_ms for r in a], [r.samples_ms for r in b],  # type: ignore[misc]
-                                        statistic)
+                                        statistic, confidence)
+
+
+def _run_levels(a: Sequence[Run], b: Sequence[Run], statistic: str) -> tuple[list[float], list[float]] | None:
+    """One value per run (its median, or its mean) for the run-level interval; None when a run lacks it."""
+    if statistic == "median":
+        return [r.p50_ms for r in a], [r.p50_ms for r in b]
+    va = [r.values.get("mean_ms") or (float(np.mean(r.samples_ms)) if r.samples_ms else None) for r in a]
+    vb = [r.values.get("mean_ms") or (float(np.mean(r.samples_ms)) if r.samples_ms else None) for r in b]
+    if any(v is None or v <= 0 for v in va + vb):
+        return None
+    return va, vb  # type: ignore[return-value]
 
 
 def _point_pct(a: Sequence[Run], b: Sequence[Run], statistic: str) -> float:
@@ -116,8 +129,8 @@ def judge(a_runs: Sequence[Run], b_runs: Sequence[Run], statistic: str = "median
     if reason:
         return Judgement(statistic, UNRELIABLE, None, threshold_pct, (len(a), len(b)), reason=reason)
     n = (len(a), len(b))
-    if statistic == "median" and min(n) >= MIN_RUNS:
-        delta = intervals.run_level_delta_pct([r.p50_ms for r in a], [r.p50_ms for r in b])
+    if statistic in ("median", "mean") and min(n) >= MIN_RUNS and (level := _run_levels(a, b, statistic)):
+        delta = intervals.run_level_delta_pct(*level)
         return Judgement(statistic, decide(delta, threshold_pct), delta, threshold_pct, n, "runs")
     caveat = None if min(n) >= MIN_RUNS else (ONE_RUN_CAVEAT if n == (1, 1) else FEW_RUNS_CAVEAT)
     have = min(sum(len(r.samples_ms or ()) for r in a), sum(len(r.samples_ms or ()) for r in b))

@@ -72,9 +72,9 @@ def _change_line(c: MetricChange) -> str:
     mark = {"regression": "+", "improvement": "-", "~": "~", "stable": " ", "unreliable": "!",
             "no_verdict": "?"}.get(c.verdict, "!")
     delta = f"{c.delta_pct:+.1f}%" if c.delta_pct is not None else ""
-    ci = f"[{c.ci95_pct[0]:+.1f}, {c.ci95_pct[1]:+.1f}]" if c.ci95_pct else ""
-    if ci and c.confidence is not None and c.confidence < 0.95:
-        ci += f" ({c.confidence:.0%})"
+    ci = f"[{c.ci_pct[0]:+.1f}, {c.ci_pct[1]:+.1f}]" if c.ci_pct else ""
+    if ci and c.confidence is not None and round(c.confidence, 3) != 0.95:
+        ci += f" {c.confidence:.0%}"
     runs = f"runs {c.runs[0]}/{c.runs[1]}" if c.runs else ""
     note = f"  ({c.note})" if c.note else ""
     return (f" {mark} {c.setting:<48} {c.metric:<22} {number(c.baseline):>10} -> {number(c.current):<10} "

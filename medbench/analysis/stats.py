@@ -37,10 +37,9 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
 
 
 def _median_ci95(a: np.ndarray) -> list[float] | None:
-    """Distribution-free 95% interval of the median (order statistics); None below 6 samples."""
-    from medbench.analysis.intervals import median_ci_pair  # intervals imports this module
-
-    return median_ci_pair(a)
+    """Distribution-free 95% interval of the median (order statistics, ``median_ci``); None below 6 samples."""
+    ci = median_ci(a)
+    return None if ci is None else [ci[0], ci[1]]
 
 
 def fps(latency_ms: float | None, batch: int) -> float | None:

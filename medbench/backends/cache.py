@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,7 +66,9 @@ def cached_export(cache_dir: Path, key: dict[str, Any], filename: str,
                                 else _mkdir(entry.parent)))
     try:
         start = time.perf_counter()
-        export(tmp / filename)
+        with warnings.catch_warnings():  # tracer / legacy-exporter chatter: not actionable for a benchmark user
+            warnings.simplefilter("ignore")
+            export(tmp / filename)
         export_ms = (time.perf_counter() - start) * 1e3
         (tmp / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True, default=str))
         try:

@@ -1,0 +1,220 @@
+"""Deployment backends: real exports of a random-init YOLOv8n to each CPU runtime, outputs checked against
+PyTorch, the on-disk export cache, the one-line errors, and one real sweep over backends."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import QUICK
+from medbench.backends import check_backend
+from medbench.backends.cache import cached_export, file_sha256
+from medbench.backends.check import compare_outputs
+from medbench.backends.graph import ExportGraph
+from medbench.config.schema import to_job
+from medbench.errors import ConfigError, DeviceError, MedbenchError
+from medbench.run.runner import run_job
+
+CPU = [*QUICK, "device=cpu"]
+CPU_BACKENDS = ["torchscript", "onnxruntime", "openvino"]
+
+
+def _run(compose_cfg, tmp_path, *overrides):
+    job = to_job(compose_cfg(*CPU, f"backend.cache_dir={tmp_path / 'cache'}", *overrides))
+    return job, run_job(job, list_dir=tmp_path)
+
+
+def _fused_yolov8n(imgsz: int = 64) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The model as medbench builds it (seed 42, fused) and the synthetic input of a QUICK run."""
+    from medbench.inputs.synthetic import synthetic_batch
+    from medbench.models import prepare_for_inference
+    from medbench.models.ultralytics_models import build_from_yaml
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(42)
+        module, _, _ = build_from_yaml("yolov8n.yaml", "detect", None)
+    module, _ = prepare_for_inference(module.float().eval(), fuse=True)
+    x = synthetic_batch(1, (imgsz, imgsz), seed=42, device=torch.device("cpu"), dtype=torch.float32)
+    return module, x
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_cpu_backend_exports_matches_pytorch_and_caches(compose_cfg, tmp_path, backend):
+    _, eager = _run(compose_cfg, tmp_path)
+    _, rec = _run(compose_cfg, tmp_path, f"backend={backend}")
+    assert rec["status"] == "ok", rec["error"]
+    be, cold = rec["backend"], rec["cold_start"]
+    assert rec["metadata"]["backend"] == be["name"] == backend and be["version"]
+    assert eager["metadata"]["backend"] == eager["backend"]["name"] == "pytorch"
+    assert be["outputs"]["status"] == "match" and be["outputs"]["compared"] == 1
+    assert be["outputs"]["shapes"] == [[1, 84, 84]]  # (4 box + 80 class) x anchors at 64 px
+    assert 0 <= be["outputs"]["max_abs_diff"] < 1e-3 and be["outputs"]["rtol"] == 1e-3
+    assert be["export_cache_hit"] is False and cold["export_cache_hit"] is False and cold["export_ms"] > 0
+    assert cold["backend_load_ms"] > 0 and cold["first_forward_ms"] > 0
+    path = be["file"]
+    assert str(tmp_path / "cache") in path
+    files = [path, path.replace(".xml", ".bin")] if backend == "openvino" else [path]
+    assert be["file_sha256"] == file_sha256(*map(__import__("pathlib").Path, files))
+    assert len(rec["samples_ms"]) == 5 and rec["latency"]["p50_ms"] > 0
+    # params and GFLOPs are the source PyTorch model's
+    assert rec["model_complexity"] == eager["model_complexity"]
+    assert rec["model_complexity"]["params"] == 3_157_200
+    threads = be["settings"].get("intra_op_threads") or be["settings"].get("INFERENCE_NUM_THREADS") \
+        or be["settings"].get("threads")
+    assert threads == torch.get_num_threads()
+
+    _, again = _run(compose_cfg, tmp_path, f"backend={backend}")  # second run: the cache serves the export
+    assert again["status"] == "ok"
+    assert again["cold_start"]["export_cache_hit"] is True and again["cold_start"]["export_ms"] is None
+    assert again["backend"]["file"] == path and again["backend"]["file_sha256"] == be["file_sha256"]
+
+    _, other = _run(compose_cfg, tmp_path, f"backend={backend}", "imgsz=96")  # another shape: another export
+    assert other["status"] == "ok" and other["cold_start"]["export_cache_hit"] is False
+    assert other["backend"]["file"] != path
+
+
+def test_exported_files_match_an_independent_pytorch_build(compose_cfg, tmp_path):
+    """Run each exported file with its runtime directly, against a model built here, on another input."""
+    import onnxruntime as ort
+    import openvino as ov
+
+    recs = {b: _run(compose_cfg, tmp_path, f"backend={b}")[1] for b in ("onnxruntime", "openvino")}
+    module, _ = _fused_yolov8n()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref = ExportGraph(module)(x)[0].numpy()
+    got_ort = ort.InferenceSession(recs["onnxruntime"]["backend"]["file"]).run(None, {"images": x.numpy()})[0]
+    got_ov = ov.Core().compile_model(recs["openvino"]["backend"]["file"], "CPU",
+                                     {"INFERENCE_PRECISION_HINT": "f32"})(x.numpy())[0]
+    for got in (got_ort, got_ov):
+        assert got.shape == ref.shape == (1, 84, 84)
+        np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_the_timed_step_is_one_runtime_call(tmp_path):
+    """ORT: ``session.run`` bound to a pre-built feed; OpenVINO: ``infer`` of a request whose input is set."""
+    from medbench.backends import get_backend
+    from medbench.backends.base import Context
+    from medbench.config.schema import BackendConfig
+
+    module, x = _fused_yolov8n()
+    ctx = Context(BackendConfig(), torch.device("cpu"), torch.float32, "fp32", (64, 64), 1, 1, tmp_path,
+                  {"test": "step"})
+    ort_step = get_backend("onnxruntime").prepare(module, [x], ctx).step
+    assert isinstance(ort_step, functools.partial) and ort_step.func.__name__ == "run"
+    assert ort_step.args[0] is None and ort_step.args[1]["images"].shape == (1, 3, 64, 64)
+    assert ort_step()[0].shape == (1, 84, 84)
+    ov_step = get_backend("openvino").prepare(module, [x], ctx).step
+    assert ov_step.__name__ == "infer" and type(ov_step.__self__).__name__ == "InferRequest"
+    np.testing.assert_array_equal(ov_step.__self__.get_input_tensor().data, x.numpy())
+
+
+def test_outputs_that_differ_fail_an_fp32_run(compose_cfg, tmp_path):
+    # ORT's kernels round differently from PyTorch's (~1e-5): a zero tolerance must catch that
+    _, rec = _run(compose_cfg, tmp_path, "backend=onnxruntime", "backend.rtol=0", "backend.atol=0")
+    assert rec["status"] == "failed" and rec["error"]["message"].startswith("outputs differ: onnxruntime vs PyTorch")
+    assert rec["backend"]["outputs"]["status"] == "outputs differ" and rec["backend"]["outputs"]["max_abs_diff"] > 0
+    assert rec["latency"] is None
+
+
+def test_compare_outputs_tolerances_and_mismatches():
+    ref = [torch.tensor([[100.0, 0.5, 0.0]])]
+    ok = compare_outputs(ref, [torch.tensor([[100.05, 0.5004, 5e-5]])], "fp32")
+    assert ok["status"] == "match" and ok["max_abs_diff"] == pytest.approx(0.05, rel=1e-3)
+    assert compare_outputs(ref, [torch.tensor([[100.0, 0.51, 0.0]])], "fp32")["status"] == "outputs differ"
+    assert compare_outputs(ref, [torch.tensor([[100.0, 0.51, 0.0]])], "fp16")["status"] == "match"
+    bad_shape = compare_outputs(ref, [torch.zeros(1, 2)], "fp32")
+    assert bad_shape["status"] == "outputs differ" and "shape" in bad_shape["note"]
+    nan = compare_outputs(ref, [torch.tensor([[100.0, float("nan"), 0.0]])], "fp16")
+    assert nan["status"] == "outputs differ" and "NaN" in nan["note"]
+    assert compare_outputs(ref, [], "fp32")["status"] == "outputs differ"
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    (["backend=tensorrt"], DeviceError, "backend=tensorrt runs on cuda only (this job runs on cpu)"),
+    (["backend=onnxruntime", "runtime.precision=fp16"], DeviceError,
+     "backend=onnxruntime cannot run precision=fp16 on cpu (it can: fp32)"),
+    (["backend=openvino", "runtime.precision=bf16"], DeviceError, "backend=openvino cannot run precision=bf16"),
+    (["backend=onnxruntime", "runtime.compile=default"], ConfigError, "apply to backend=pytorch only"),
+    (["backend=openvino", "runtime.channels_last=true"], ConfigError, "channels_last applies to"),
+])
+def test_impossible_combinations_are_one_line(compose_cfg, overrides, error, message):
+    job = to_job(compose_cfg(*CPU, *overrides))
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        check_backend(job, torch.device("cpu"))
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_backend_is_refused_at_config_time(compose_cfg):
+    with pytest.raises(ConfigError, match="backend must be one of pytorch, torchscript, onnxruntime, openvino"):
+        to_job(compose_cfg(*CPU, "backend.name=tflite"))
+
+
+@pytest.mark.parametrize("backend, blocked, extra", [("openvino", "openvino", "openvino"),
+                                                     ("onnxruntime", "onnxruntime", "onnx")])
+def test_a_missing_runtime_names_its_extra(compose_cfg, tmp_path, monkeypatch, backend, blocked, extra):
+    monkeypatch.setitem(sys.modules, blocked, None)  # as if the package were not installed
+    job, rec = _run(compose_cfg, tmp_path, f"backend={backend}")
+    assert rec["status"] == "failed"
+    assert rec["error"]["message"] == f"backend={backend} needs {blocked}: pip install 'medbench[{extra}]'"
+    with pytest.raises(MedbenchError):
+        check_backend(job, torch.device("cpu"))
+
+
+def test_a_failing_export_is_a_failed_record(compose_cfg, tmp_path):
+    _, rec = _run(compose_cfg, tmp_path, "backend=onnxruntime", "backend.opset=6")  # Resize/upsample needs >= 9
+    assert rec["status"] == "failed" and rec["error"]["type"] == "backend"
+    assert rec["error"]["message"].startswith("backend=onnxruntime: export or load failed:")
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.startswith(".")]  # no half-written entry
+
+
+def test_end_to_end_runs_through_the_backend(compose_cfg, tmp_path):
+    _, rec = _run(compose_cfg, tmp_path, "backend=openvino", "scope=end_to_end", "input=assets")
+    assert rec["status"] == "ok", rec["error"]
+    assert set(rec["stages"]) == {"read", "preprocess", "forward", "postprocess"}
+    assert rec["backend"]["outputs"]["status"] == "match"
+
+
+def test_cache_entries_are_keyed_and_complete(tmp_path):
+    calls = []
+
+    def export(path):
+        calls.append(path)
+        path.write_text("graph")
+
+    key = {"format": "onnx", "state_sha256": "a", "input_shape": [1, 3, 64, 64]}
+    first = cached_export(tmp_path, key, "model.onnx", export)
+    second = cached_export(tmp_path, key, "model.onnx", export)
+    third = cached_export(tmp_path, {**key, "input_shape": [1, 3, 96, 96]}, "model.onnx", export)
+    assert first[2] is False and second[2] is True and third[2] is False and len(calls) == 2
+    assert first[0] == second[0] != third[0] and first[0].read_text() == "graph"
+    assert json.loads((first[0].parent / "key.json").read_text())["input_shape"] == [1, 3, 64, 64]
+
+    def broken(path):
+        path.write_text("half")
+        raise RuntimeError("exporter crashed")
+
+    with pytest.raises(RuntimeError):
+        cached_export(tmp_path, {**key, "state_sha256": "b"}, "model.onnx", broken)
+    assert len(list((tmp_path / "onnx").iterdir())) == 2  # nothing left of the failed export
+
+
+def test_sweep_over_backends_one_table(medbench_cli, tmp_path):
+    proc = medbench_cli("-m", *CPU, "backend=pytorch,onnxruntime,openvino,tensorrt", "model=eca",
+                        f"backend.cache_dir={tmp_path / 'cache'}", "hydra.sweep.dir=sweep")
+    assert proc.returncode == 1  # tensorrt cannot run on the CPU: that point fails, the sweep goes on
+    recs = {json.loads(p.read_text())["metadata"]["backend"]: json.loads(p.read_text())
+            for p in (tmp_path / "sweep").rglob("result.json")}
+    assert set(recs) == {"pytorch", "onnxruntime", "openvino", "tensorrt"}
+    assert recs["tensorrt"]["status"] == "failed" and "runs on cuda only" in recs["tensorrt"]["error"]["message"]
+    for name in ("pytorch", "onnxruntime", "openvino"):
+        assert recs[name]["status"] == "ok" and recs[name]["metadata"]["model_name"] == "eca"
+    assert recs["onnxruntime"]["backend"]["outputs"]["status"] == "match"
+    table = pd.read_csv(tmp_path / "sweep" / "comparison.csv")
+    assert sorted(table["backend"]) == ["onnxruntime", "openvino", "pytorch", "tensorrt"]

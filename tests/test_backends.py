@@ -218,3 +218,39 @@ def test_sweep_over_backends_one_table(medbench_cli, tmp_path):
     assert recs["onnxruntime"]["backend"]["outputs"]["status"] == "match"
     table = pd.read_csv(tmp_path / "sweep" / "comparison.csv")
     assert sorted(table["backend"]) == ["onnxruntime", "openvino", "pytorch", "tensorrt"]
+
+
+def test_backends_experiment_composes_the_full_grid(compose_cfg):
+    cfg = compose_cfg("experiment=backends", return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params["backend"] == "pytorch,torchscript,onnxruntime,openvino"
+    assert len(params["model"].split(",")) == 6 and params["imgsz"] == "320,640"
+    assert cfg.batch == 1 and cfg.device == "cpu" and cfg.backend.name == "pytorch"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_onnxruntime_cuda_io_binding(compose_cfg, tmp_path, precision):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime without its CUDA provider (install onnxruntime-gpu)")
+    job = to_job(compose_cfg(*QUICK, "device=0", f"runtime.precision={precision}", "backend=onnxruntime",
+                             f"backend.cache_dir={tmp_path / 'cache'}"))
+    rec = run_job(job, list_dir=tmp_path)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["backend"]["settings"]["providers"][0] == "CUDAExecutionProvider"
+    assert rec["backend"]["outputs"]["status"] == "match"
+    assert rec["telemetry"] is not None and rec["latency"]["p50_ms"] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engine(compose_cfg, tmp_path, precision):
+    pytest.importorskip("tensorrt")
+    overrides = [*QUICK, "device=0", f"runtime.precision={precision}", "backend=tensorrt",
+                 f"backend.cache_dir={tmp_path / 'cache'}"]
+    rec = run_job(to_job(compose_cfg(*overrides)), list_dir=tmp_path)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["backend"]["format"] == "tensorrt_engine" and rec["backend"]["outputs"]["status"] == "match"
+    again = run_job(to_job(compose_cfg(*overrides)), list_dir=tmp_path)
+    assert again["cold_start"]["export_cache_hit"] is True

@@ -48,6 +48,7 @@ class Prepared:
     forward: Callable[[torch.Tensor], Any]  # tensor in, torch tensor(s) out (end_to_end and the outputs check)
     info: BackendInfo
     keepalive: list[Any] = field(default_factory=list)  # objects the step's raw pointers refer to (IO binding)
+    runtime: Any = None  # the runtime's own object (session, compiled model, ScriptModule, execution context)
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class OnnxRuntimeBackend:
         def forward(x: torch.Tensor) -> list[torch.Tensor]:
             return [torch.from_numpy(o) for o in sess.run(None, {INPUT: x.numpy()})]
 
-        return Prepared(step=step, forward=forward, info=info, keepalive=[feeds])
+        return Prepared(step=step, forward=forward, info=info, keepalive=[feeds], runtime=sess)
 
     @staticmethod
     def _providers(ort: Any, device: torch.device) -> list[Any]:
@@ -129,4 +129,4 @@ class OnnxRuntimeBackend:
             sess.run_with_iobinding(bind(x))
             return [o.clone() for o in outputs]
 
-        return Prepared(step=step, forward=forward, info=info, keepalive=[bindings, outputs, list(batches)])
+        return Prepared(step=step, forward=forward, info=info, keepalive=[bindings, outputs, list(batches)], runtime=sess)

@@ -70,4 +70,4 @@ class OpenVinoBackend:
             return [torch.from_numpy(result[out].copy()) for out in compiled.outputs]
 
         return Prepared(step=cycling([r.infer for r in requests]), forward=forward, info=info,
-                        keepalive=[arrays, requests])
+                        keepalive=[arrays, requests], runtime=compiled)

@@ -92,4 +92,5 @@ class TensorRtBackend:
                 context.set_tensor_address(INPUT, batches[0].data_ptr())
             return [o.clone() for o in outputs]
 
-        return Prepared(step=step, forward=forward, info=info, keepalive=[engine, context, outputs, list(batches)])
+        return Prepared(step=step, forward=forward, info=info, keepalive=[engine, context, outputs, list(batches)],
+                        runtime=context)

@@ -38,4 +38,4 @@ class TorchScriptBackend:
         info = BackendInfo(self.name, self.version(), "torchscript", str(path), file_sha256(path), export_ms, hit,
                            load_ms, {"threads": torch.get_num_threads()})
         step = cycling([functools.partial(loaded, b) for b in batches])
-        return Prepared(step=step, forward=lambda x: list(loaded(x)), info=info)
+        return Prepared(step=step, forward=lambda x: list(loaded(x)), info=info, runtime=loaded)

@@ -45,8 +45,8 @@ class TensorRtBackend:
                 raise BackendError(f"TensorRT cannot parse the ONNX export: {errors}")
             config = builder.create_builder_config()
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(ctx.config.workspace_gb * (1 << 30)))
-            if ctx.precision == "fp16":
-                config.set_flag(trt.BuilderFlag.FP16)
+            if ctx.precision == "fp16" and hasattr(trt.BuilderFlag, "FP16"):  # strongly typed builds (TensorRT
+                config.set_flag(trt.BuilderFlag.FP16)  # >= 11) take fp16 from the fp16 ONNX export itself
             engine = builder.build_serialized_network(network, config)
             if engine is None:
                 raise BackendError("TensorRT failed to build an engine from the ONNX export (see the log)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,7 @@ def test_cpu_backend_exports_matches_pytorch_and_caches(compose_cfg, tmp_path, b
     path = be["file"]
     assert str(tmp_path / "cache") in path
     files = [path, path.replace(".xml", ".bin")] if backend == "openvino" else [path]
-    assert be["file_sha256"] == file_sha256(*map(__import__("pathlib").Path, files))
+    assert be["file_sha256"] == file_sha256(*map(Path, files))
     assert len(rec["samples_ms"]) == 5 and rec["latency"]["p50_ms"] > 0
     # params and GFLOPs are the source PyTorch model's
     assert rec["model_complexity"] == eager["model_complexity"]
@@ -254,3 +255,42 @@ def test_tensorrt_engine(compose_cfg, tmp_path, precision):
     assert rec["backend"]["format"] == "tensorrt_engine" and rec["backend"]["outputs"]["status"] == "match"
     again = run_job(to_job(compose_cfg(*overrides)), list_dir=tmp_path)
     assert again["cold_start"]["export_cache_hit"] is True
+
+
+def test_a_checkpoint_exports_with_its_own_head(compose_cfg, tmp_path):
+    """A trainer-style ECA checkpoint with 3 classes (fp16 'ema', as Ultralytics saves it) through ONNX Runtime."""
+    import copy
+
+    from medbench.config.schema import ModelConfig
+    from medbench.models import build_model
+
+    lm = build_model(ModelConfig(name="eca", cfg="yolov8n-eca.yaml", num_classes=3))
+    path = tmp_path / "best.pt"
+    torch.save({"epoch": -1, "best_fitness": None, "model": None, "ema": copy.deepcopy(lm.module).half(),
+                "train_args": {}}, path)
+    _, rec = _run(compose_cfg, tmp_path, "backend=onnxruntime", "model=eca", f"model.weights={path}")
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["backend"]["outputs"]["status"] == "match"
+    assert rec["backend"]["outputs"]["shapes"] == [[1, 7, 84]]  # 4 box + 3 classes
+    _, random_init = _run(compose_cfg, tmp_path, "backend=onnxruntime", "model=eca")
+    assert random_init["backend"]["file"] != rec["backend"]["file"]  # another model: another cache entry
+
+
+def test_backend_delta_against_eager_pytorch():
+    from medbench.analysis.backend_delta import backend_delta_table
+
+    rows = []
+    for model, backend, p50 in [("baseline", "pytorch", 10.0), ("baseline", "pytorch", 12.0),
+                                ("baseline", "onnxruntime", 8.25), ("ghost", "pytorch", 20.0),
+                                ("ghost", "openvino", 15.0), ("eca", "openvino", 9.0)]:
+        rows.append({"model": model, "imgsz": 320, "batch": 1, "device": "cpu", "precision": "fp32", "variant": "",
+                     "backend": backend, "status": "ok", "latency_p50_ms": p50, "latency_mean_ms": p50,
+                     "latency_p95_ms": p50, "fps": 1000 / p50})
+    rows.append({**rows[2], "status": "failed", "latency_p50_ms": 1.0})  # failed runs never count
+    d = backend_delta_table(pd.DataFrame(rows), "pytorch").set_index(["model", "backend"])
+    assert d.loc[("baseline", "pytorch"), "runs"] == 2 and d.loc[("baseline", "pytorch"), "d_latency_p50_pct"] == 0
+    assert d.loc[("baseline", "onnxruntime"), "d_latency_p50_pct"] == pytest.approx(-25.0)  # 8.25 vs median 11
+    assert d.loc[("ghost", "openvino"), "d_latency_p50_pct"] == pytest.approx(-25.0)
+    assert d.loc[("ghost", "openvino"), "d_fps_pct"] == pytest.approx(100 / 3)
+    assert np.isnan(d.loc[("eca", "openvino"), "d_latency_p50_pct"])
+    assert d.loc[("eca", "openvino"), "note"] == "no pytorch run of this model and setting"

@@ -29,7 +29,9 @@ def backend_delta_table(table: pd.DataFrame, base_backend: str = "pytorch") -> p
     runs of the same model and setting (medians over replicates); blank with a note where the base is missing."""
     cols = [*KEY, "backend", "runs", "latency_p50_ms", *METRICS, "note"]
     if table.empty or "backend" not in table:
-        return pd.DataFrame(columns=cols)
+        empty = pd.DataFrame(columns=cols)
+        empty.attrs["base"] = base_backend
+        return empty
     ok = table[table["status"] == "ok"].copy()
     ok["backend"] = ok["backend"].fillna("pytorch")
     rows = []
@@ -45,4 +47,5 @@ def backend_delta_table(table: pd.DataFrame, base_backend: str = "pytorch") -> p
     df = pd.DataFrame(rows, columns=cols)
     for col in [*METRICS, "latency_p50_ms"]:
         df[col] = df[col].astype(float)
+    df.attrs["base"] = base_backend
     return df

@@ -294,3 +294,16 @@ def test_backend_delta_against_eager_pytorch():
     assert d.loc[("ghost", "openvino"), "d_fps_pct"] == pytest.approx(100 / 3)
     assert np.isnan(d.loc[("eca", "openvino"), "d_latency_p50_pct"])
     assert d.loc[("eca", "openvino"), "note"] == "no pytorch run of this model and setting"
+
+
+def test_state_hash_covers_scalars_dtypes_and_values():
+    from medbench.backends.cache import state_sha256
+
+    bn = torch.nn.BatchNorm2d(4)  # holds a 0-dim int64 buffer (num_batches_tracked)
+    h = state_sha256(bn)
+    assert h == state_sha256(torch.nn.BatchNorm2d(4)) and len(h) == 64
+    assert state_sha256(torch.nn.BatchNorm2d(4).to(torch.bfloat16)) != h
+    changed = torch.nn.BatchNorm2d(4)
+    with torch.no_grad():
+        changed.weight[0] = 2.0
+    assert state_sha256(changed) != h

@@ -45,7 +45,7 @@ def state_sha256(module: torch.nn.Module) -> str:
     for name, t in module.state_dict().items():
         t = t.detach()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.to("cpu").contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest.update(t.to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
 
 

@@ -68,6 +68,8 @@ def test_cpu_backend_exports_matches_pytorch_and_caches(compose_cfg, tmp_path, b
     assert be["file_sha256"] == file_sha256(*map(Path, files))
     assert len(rec["samples_ms"]) == 5 and rec["latency"]["p50_ms"] > 0
     assert rec["model_complexity"]["params"] == 3_157_200 and rec["model_complexity"]["fused"] is True
+    if backend != "torchscript":  # ORT / OpenVINO take plain NCHW arrays: no channels_last copy in the timed call
+        assert rec["metadata"]["runtime"]["channels_last"] is False
     threads = be["settings"].get("intra_op_threads") or be["settings"].get("INFERENCE_NUM_THREADS") \
         or be["settings"].get("threads")
     assert threads == torch.get_num_threads()

@@ -228,6 +228,16 @@ def test_sweep_over_backends_one_table(medbench_cli, tmp_path):
     assert recs["onnxruntime"]["backend"]["outputs"]["status"] == "match"
     table = pd.read_csv(tmp_path / "sweep" / "comparison.csv")
     assert sorted(table["backend"]) == ["onnxruntime", "openvino", "pytorch", "tensorrt"]
+    assert set(table["variant"].fillna("")) == {""}  # the backend is a column of its own, not a "variant"
+    proc = medbench_cli(str(tmp_path / "sweep"), "--baseline-backend", "pytorch", "--output",
+                        str(tmp_path / "t.csv"), module="medbench.collate")
+    assert proc.returncode == 0, proc.stderr
+    assert "Δ% vs backend pytorch" in proc.stdout
+    delta = pd.read_csv(tmp_path / "t_backend_delta.csv").set_index("backend")
+    assert sorted(delta.index) == ["onnxruntime", "openvino", "pytorch"] and delta.loc["pytorch", "d_latency_p50_pct"] == 0
+    for name in ("onnxruntime", "openvino"):
+        want = (recs[name]["latency"]["p50_ms"] / recs["pytorch"]["latency"]["p50_ms"] - 1) * 100
+        assert delta.loc[name, "d_latency_p50_pct"] == pytest.approx(want, rel=1e-6)
 
 
 def test_backends_experiment_composes_the_full_grid(compose_cfg):
@@ -316,3 +326,14 @@ def test_state_hash_covers_scalars_dtypes_and_values():
     with torch.no_grad():
         changed.weight[0] = 2.0
     assert state_sha256(changed) != h
+
+
+def test_compare_keys_on_the_backend():
+    from medbench.analysis.entries import load_entries
+
+    meta = {"model_name": "baseline", "imgsz": 320, "batch": 1, "device": "cpu", "precision": "fp32"}
+    rec = {"schema_version": 1, "status": "ok", "metadata": meta, "latency": {"mean_ms": 1.0}}
+    eager = load_entries(rec)[0]
+    ort = load_entries({**rec, "metadata": {**meta, "backend": "onnxruntime"}})[0]
+    assert eager.key != ort.key and eager.key[-1] == "pytorch" and ort.key[-1] == "onnxruntime"
+    assert ort.label.endswith(" onnxruntime") and not eager.label.endswith("pytorch")

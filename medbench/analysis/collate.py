@@ -24,20 +24,20 @@ from medbench.results.load import Loaded, load_dir, to_record
 from medbench.results.metrics import DELTAS, ENV_FIELDS, TABLE
 from medbench.results.record import Record
 
-SETTING = ["model", "imgsz", "batch", "device", "precision"]
-GROUP = ["imgsz", "batch", "device", "precision", "variant"]  # a comparison: same everything but the model
+SETTING = ["model", "imgsz", "batch", "device", "precision", "backend"]
+GROUP = ["imgsz", "batch", "device", "precision", "backend", "variant"]  # a comparison: same everything but the model
 # Non-metric columns: the setting, then the outcome (metric columns come from the metric table).
 FIELDS = {"model": "metadata.model_name", "imgsz": "metadata.imgsz", "batch": "metadata.batch",
-          "device": "metadata.device", "precision": "metadata.precision"}
+          "device": "metadata.device", "precision": "metadata.precision", "backend": "metadata.backend"}
 OUTCOME = {"throttled": "telemetry.throttled", "status": "status", "error": "error.message", "error_type": "error.type"}
 METRIC_COLUMNS = [m.column for m in TABLE]
 # Kept in the CSV (machine-readable), left out of the terminal / Markdown / LaTeX tables.
 HIDDEN = ["run_dir", *(f.column for f in ENV_FIELDS), "error_type", "latency_p5_ms"]
 DELTA_HEADERS = {m.delta_column: m.delta_label for m in DELTAS}
 # Overrides that define the setting or the model: never part of the "variant" (what else a sweep varied).
-_NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|experiment|hydra|result_file|repeat)(\.|$)")
+_NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|backend|experiment|hydra|result_file|repeat)(\.|$)")
 NOISY_PCT = NOISE_WARN * 100  # IQR/median above this (percent) is flagged
-COLUMNS_ORDER_VARIANT = 5  # the variant column goes right after the setting columns
+COLUMNS_ORDER_VARIANT = 6  # the variant column goes right after the setting columns
 
 
 @dataclass
@@ -49,6 +49,7 @@ class Collated:
     baseline: str | None
     warnings: list[str]
     found: Loaded
+    backend_delta: pd.DataFrame | None = None  # --baseline-backend: each backend's Δ% vs that backend
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -99,10 +100,11 @@ def results_table(records: list[Record] | list[dict[str, Any]]) -> pd.DataFrame:
         return df.assign(variant=pd.Series(dtype=str))
     df.insert(COLUMNS_ORDER_VARIANT, "variant", _variants(records))
     df["imgsz"] = df["imgsz"].map(lambda v: "x".join(map(str, v)) if isinstance(v, list) else v)
+    df["backend"] = df["backend"].fillna("pytorch")  # records from before deployment backends ran eager PyTorch
     for col in [*METRIC_COLUMNS, "latency_p5_ms"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     keys = pd.DataFrame({"a": df["imgsz"].map(_imgsz_area), "b": pd.to_numeric(df["batch"], errors="coerce"),
-                         "c": df["device"].astype(str), "d": df["precision"].astype(str),
+                         "c": df["device"].astype(str), "d": df["precision"].astype(str) + "|" + df["backend"].astype(str),
                          "e": df["variant"].astype(str), "f": df["status"] != "ok", "g": df["latency_p50_ms"],
                          "h": df["model"].astype(str)})
     order = keys.sort_values(list("abcdefgh"), na_position="last", kind="stable").index

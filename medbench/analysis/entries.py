@@ -73,10 +73,11 @@ def to_entry(rec: Record, source: str, env: Any = None) -> Entry:
         identity = {"batch_size": meta.batch_size, "unit": meta.unit}
     else:
         scope = meta.scope or "forward"
+        backend = rec.get("metadata.backend") or "pytorch"  # records from before deployment backends: eager
         key = ("run", str(meta.model_name), _imgsz(meta.imgsz), str(meta.batch), str(meta.device),
-               str(meta.precision), scope)
+               str(meta.precision), scope, backend)
         label = (f"{meta.model_name} imgsz={_imgsz(meta.imgsz)} batch={meta.batch} {meta.device} {meta.precision}"
-                 + ("" if scope == "forward" else f" {scope}"))
+                 + ("" if scope == "forward" else f" {scope}") + ("" if backend == "pytorch" else f" {backend}"))
         identity = {"params": rec.get("model_complexity.params"), "GFLOPs": rec.get("model_complexity.gflops")}
     samples, note = usable_samples(rec)
     return Entry(key=key, label=label, kind=rec.kind, status=rec.status,

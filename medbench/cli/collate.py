@@ -80,7 +80,12 @@ def render_report(c: Collated, fmt: str = "text") -> str:
     base = c.baseline or "baseline"
     blocks: list[tuple[str, str]] = [("Runs", render(c.table, fmt) if not c.table.empty else "(no runs found)")]
     if not c.delta.empty:
-        blocks.append((f"Δ% vs {base} (same imgsz, batch, device, precision)", render_delta(c.delta, fmt)))
+        blocks.append((f"Δ% vs {base} (same imgsz, batch, device, precision, backend)", render_delta(c.delta, fmt)))
+    if c.backend_delta is not None and not c.backend_delta.empty:
+        from medbench.analysis.backend_delta import HEADERS
+
+        blocks.append((f"Δ% vs backend {c.backend_delta.attrs.get('base')} (same model, imgsz, batch, device, "
+                       "precision; medians over runs)", render_delta(c.backend_delta.rename(columns=HEADERS), fmt)))
     notes = [("Warnings", [f"warning: {w}" for w in c.warnings]), ("Failed runs", _failed_lines(c)),
              ("Skipped files", [f"skipped {p}: {why}" for p, why in c.found.skipped])]
     if fmt == "md":
@@ -104,13 +109,21 @@ def write_output(c: Collated, output: Path | str, fmt: str = "csv") -> list[Path
     written = [write_text_atomic(output, render_report(c, fmt))]
     if fmt == "csv":
         written.append(write_text_atomic(output.with_name(f"{output.stem}_delta.csv"), render_delta(c.delta, "csv")))
+        if c.backend_delta is not None:
+            written.append(write_text_atomic(output.with_name(f"{output.stem}_backend_delta.csv"),
+                                             c.backend_delta.to_csv(index=False)))
     return written
 
 
 def run_collation(root: Path | str, outputs: list[tuple[Path, str]], baseline: str | None = None,
-                  plot_dir: Path | None = None, plot_x: str = "params_M") -> tuple[Collated, list[Path]]:
+                  plot_dir: Path | None = None, plot_x: str = "params_M",
+                  baseline_backend: str | None = None) -> tuple[Collated, list[Path]]:
     """The one code path of the command and the end-of-sweep callback: collate, write, optionally plot."""
     c = build(root, baseline)
+    if baseline_backend:
+        from medbench.analysis.backend_delta import backend_delta_table
+
+        c.backend_delta = backend_delta_table(c.table, baseline_backend)
     written = [p for output, fmt in outputs for p in write_output(c, output, fmt)]
     if plot_dir is not None:
         from medbench.cli.plots import write_plots
@@ -171,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="output format (default: from the --output suffix, else csv + md)")
     parser.add_argument("--baseline", default=None,
                         help="model the Δ%% table compares against (default: 'baseline' if present, else the first model)")
+    parser.add_argument("--baseline-backend", default=None, metavar="BACKEND",
+                        help="also show each backend's Δ%% against this backend (e.g. pytorch) for the same model "
+                             "and setting, and write <output>_backend_delta.csv")
     parser.add_argument("--plot", action="store_true",
                         help="also write latency_vs_params.png and latency_by_setting.png (needs matplotlib)")
     parser.add_argument("--plot-x", choices=["params", "gflops"], default="params",
@@ -185,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                                                            else args.directory.parent)
     try:
         c, written = run_collation(args.directory, outputs, args.baseline, plot_dir,
-                                   "gflops" if args.plot_x == "gflops" else "params_M")
+                                   "gflops" if args.plot_x == "gflops" else "params_M", args.baseline_backend)
     except MedbenchError as exc:
         return usage_error("medbench collate", exc)
     print(render_report(c, "text"))

@@ -29,16 +29,17 @@ from medbench.results.record import Record
 
 # Non-metric columns: the setting, then the outcome (metric columns come from the metric table).
 FIELDS = {"model": "metadata.model_name", "imgsz": "metadata.imgsz", "batch": "metadata.batch",
-          "device": "metadata.device", "precision": "metadata.precision", "repeat": "metadata.repeat"}
+          "device": "metadata.device", "precision": "metadata.precision", "backend": "metadata.backend",
+          "repeat": "metadata.repeat"}
 OUTCOME = {"throttled": "telemetry.throttled", "loaded": "telemetry.loaded", "status": "status",
            "error": "error.message", "error_type": "error.type"}
 METRIC_COLUMNS = [m.column for m in TABLE]
 # Kept in the CSV (machine-readable), left out of the terminal / Markdown / LaTeX tables.
 HIDDEN = ["run_dir", *(f.column for f in ENV_FIELDS), "error_type", "latency_p5_ms", "throttled", "loaded"]
 # Overrides that define the setting or the model: never part of the "variant" (what else a sweep varied).
-_NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|experiment|hydra|result_file|repeat)(\.|$)")
+_NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|backend|experiment|hydra|result_file|repeat)(\.|$)")
 NOISY_PCT = NOISE_WARN * 100  # IQR/median above this (percent) is flagged
-COLUMNS_ORDER_VARIANT = 6  # the variant column goes right after the setting columns (and the replicate index)
+COLUMNS_ORDER_VARIANT = 7  # the variant column goes right after the setting columns (and the replicate index)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Collated:
     found: Loaded
     caveats: list[str] | None = None  # the 1-run caveat, rows without a verdict: printed under the Δ% table
     threshold: float = deltas.DEFAULT_THRESHOLD  # percent: the verdict rule's threshold
+    backend_delta: pd.DataFrame | None = None  # --baseline-backend: each backend's Δ% vs that backend
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -116,10 +118,11 @@ def results_table(records: list[Record] | list[dict[str, Any]]) -> pd.DataFrame:
         return df.assign(variant=pd.Series(dtype=str))
     df.insert(COLUMNS_ORDER_VARIANT, "variant", _variants(records))
     df["imgsz"] = df["imgsz"].map(lambda v: "x".join(map(str, v)) if isinstance(v, list) else v)
+    df["backend"] = df["backend"].fillna("pytorch")  # records from before deployment backends ran eager PyTorch
     for col in [*METRIC_COLUMNS, "p50_ci_lo_ms", "p50_ci_hi_ms", "latency_p5_ms"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     keys = pd.DataFrame({"a": df["imgsz"].map(_imgsz_area), "b": pd.to_numeric(df["batch"], errors="coerce"),
-                         "c": df["device"].astype(str), "d": df["precision"].astype(str),
+                         "c": df["device"].astype(str), "d": df["precision"].astype(str) + "|" + df["backend"].astype(str),
                          "e": df["variant"].astype(str), "f": df["status"] != "ok", "g": df["latency_p50_ms"],
                          "h": df["model"].astype(str)})
     order = keys.sort_values(list("abcdefgh"), na_position="last", kind="stable").index

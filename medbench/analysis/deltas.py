@@ -18,8 +18,8 @@ from medbench.analysis import verdicts
 from medbench.analysis.replicates import Group, Run
 from medbench.results.metrics import DELTAS
 
-SETTING = ["model", "imgsz", "batch", "device", "precision"]
-GROUP = ["imgsz", "batch", "device", "precision", "variant"]  # a comparison: same everything but the model
+SETTING = ["model", "imgsz", "batch", "device", "precision", "backend"]
+GROUP = ["imgsz", "batch", "device", "precision", "backend", "variant"]  # a comparison: same everything but the model
 DELTA_HEADERS = {"runs": "runs", "p50_ms": "p50 ms (median of runs)", "spread_pct": "spread %",
                  "d_latency_p50_pct": "p50 Δ%", "d_p50_ci_lo_pct": "95% CI lo", "d_p50_ci_hi_pct": "95% CI hi",
                  "verdict": "verdict", **{m.delta_column: m.delta_label for m in DELTAS}}

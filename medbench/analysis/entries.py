@@ -75,10 +75,11 @@ def to_entry(rec: Record, source: str, env: Any = None) -> Entry:
         identity = {"batch_size": meta.batch_size, "unit": meta.unit}
     else:
         scope = meta.scope or "forward"
+        backend = rec.get("metadata.backend") or "pytorch"  # records from before deployment backends: eager
         key = ("run", str(meta.model_name), _imgsz(meta.imgsz), str(meta.batch), str(meta.device),
-               str(meta.precision), scope)
+               str(meta.precision), scope, backend)
         label = (f"{meta.model_name} imgsz={_imgsz(meta.imgsz)} batch={meta.batch} {meta.device} {meta.precision}"
-                 + ("" if scope == "forward" else f" {scope}"))
+                 + ("" if scope == "forward" else f" {scope}") + ("" if backend == "pytorch" else f" {backend}"))
         # the architecture: unfused GFLOPs where recorded (fusing is how it runs, not what it is; older records
         # counted before fusing), so a run that stopped fusing is judged as a slower run, not a different model
         identity = {"params": rec.get("model_complexity.params"),

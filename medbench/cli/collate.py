@@ -87,9 +87,14 @@ def render_report(c: Collated, fmt: str = "text") -> str:
     base = c.baseline or "baseline"
     blocks: list[tuple[str, str]] = [("Runs", render(c.table, fmt) if not c.table.empty else "(no runs found)")]
     if not c.delta.empty:
-        blocks.append((f"Δ% vs {base} (same imgsz, batch, device, precision; replicates aggregated; p50 Δ% with its "
-                       f"95% interval; verdict: beyond ±{c.threshold:g}% and the interval excludes 0)",
+        blocks.append((f"Δ% vs {base} (same imgsz, batch, device, precision, backend; replicates aggregated; p50 Δ% "
+                       f"with its 95% interval; verdict: beyond ±{c.threshold:g}% and the interval excludes 0)",
                        render_delta(c.delta, fmt)))
+    if c.backend_delta is not None and not c.backend_delta.empty:
+        from medbench.analysis.backend_delta import HEADERS
+
+        blocks.append((f"Δ% vs backend {c.backend_delta.attrs.get('base')} (same model, imgsz, batch, device, "
+                       "precision; medians over runs)", render_delta(c.backend_delta.rename(columns=HEADERS), fmt)))
     notes = [("Verdicts", [f"note: {line}" for line in c.caveats or []]),
              ("Warnings", [f"warning: {w}" for w in c.warnings]), ("Failed runs", _failed_lines(c)),
              ("Skipped files", [f"skipped {p}: {why}" for p, why in c.found.skipped])]
@@ -114,14 +119,22 @@ def write_output(c: Collated, output: Path | str, fmt: str = "csv") -> list[Path
     written = [write_text_atomic(output, render_report(c, fmt))]
     if fmt == "csv":
         written.append(write_text_atomic(output.with_name(f"{output.stem}_delta.csv"), render_delta(c.delta, "csv")))
+        if c.backend_delta is not None:
+            written.append(write_text_atomic(output.with_name(f"{output.stem}_backend_delta.csv"),
+                                             c.backend_delta.to_csv(index=False)))
     return written
 
 
 def run_collation(root: Path | str, outputs: list[tuple[Path, str]], baseline: str | None = None,
                   plot_dir: Path | None = None, plot_x: str = "params_M",
-                  threshold: float = DEFAULT_THRESHOLD) -> tuple[Collated, list[Path]]:
+                  threshold: float = DEFAULT_THRESHOLD,
+                  baseline_backend: str | None = None) -> tuple[Collated, list[Path]]:
     """The one code path of the command and the end-of-sweep callback: collate, write, optionally plot."""
     c = build(root, baseline, threshold)
+    if baseline_backend:
+        from medbench.analysis.backend_delta import backend_delta_table
+
+        c.backend_delta = backend_delta_table(c.table, baseline_backend)
     written = [p for output, fmt in outputs for p in write_output(c, output, fmt)]
     if plot_dir is not None:
         from medbench.cli.plots import write_plots
@@ -185,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="PCT",
                         help="a variant is marked slower/faster only when its p50 Δ%% is beyond ±PCT and its 95%% "
                              f"interval excludes 0 (default {DEFAULT_THRESHOLD:g})")
+    parser.add_argument("--baseline-backend", default=None, metavar="BACKEND",
+                        help="also show each backend's Δ%% against this backend (e.g. pytorch) for the same model "
+                             "and setting, and write <output>_backend_delta.csv")
     parser.add_argument("--plot", action="store_true",
                         help="also write latency_vs_params.png and latency_by_setting.png (needs matplotlib)")
     parser.add_argument("--plot-x", choices=["params", "gflops"], default="params",
@@ -199,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
                                                            else args.directory.parent)
     try:
         c, written = run_collation(args.directory, outputs, args.baseline, plot_dir,
-                                   "gflops" if args.plot_x == "gflops" else "params_M", args.threshold)
+                                   "gflops" if args.plot_x == "gflops" else "params_M", args.threshold,
+                                   args.baseline_backend)
     except MedbenchError as exc:
         return usage_error("medbench collate", exc)
     print(render_report(c, "text"))

@@ -17,6 +17,21 @@ def _ci(pair: Any) -> str:
     return f" [{pair[0]:.2f}, {pair[1]:.2f}]" if isinstance(pair, list) and len(pair) == 2 else ""
 
 
+def _backend_lines(record: dict[str, Any]) -> list[str]:
+    """The deployment backend (when not eager PyTorch): runtime, threads, export, outputs check."""
+    be, cold = record.get("backend") or {}, record["cold_start"]
+    if be.get("name") in (None, "pytorch"):
+        return []
+    settings = be.get("settings") or {}
+    threads = settings.get("intra_op_threads") or settings.get("INFERENCE_NUM_THREADS") or settings.get("threads")
+    export = "cache hit" if cold.get("export_cache_hit") else f"{_fmt(cold.get('export_ms'), '.0f')} ms"
+    out = be.get("outputs") or {}
+    check = (f"outputs {out.get('status')} (max abs diff {out['max_abs_diff']:.2g})" if out else "outputs not checked")
+    return [f"  backend {be['name']} {be.get('version')} · threads {threads}"
+            + (f" · streams {settings['NUM_STREAMS']}" if "NUM_STREAMS" in settings else "")
+            + f" · export {export} · {check}"]
+
+
 def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
     """The end-of-run summary: what was timed, the headline numbers, noise, where the JSON is."""
     meta, cx, lat, thr = record["metadata"], record["model_complexity"], record["latency"], record["throughput"]
@@ -38,6 +53,7 @@ def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
         f" · median ±{_fmt(noise.get('ci95_halfwidth_pct'), '.2f')}% (95% CI)"
         + (f" · stopped by {meta['stopped_by']}" if meta.get("stopped_by") not in (None, "iters") else ""),
     ]
+    lines[1:1] = _backend_lines(record)
     if record.get("stages"):
         stages = " · ".join(f"{k} {v['p50_ms']:.2f}" for k, v in record["stages"].items())
         lines.append(f"  stages (p50 ms)  {stages}")

@@ -21,6 +21,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 SCOPES = ("forward", "end_to_end")
 MODEL_KINDS = ("ultralytics", "torchvision")
 INPUT_KINDS = ("synthetic", "assets", "folder", "dataset")
+BACKENDS = ("pytorch", "torchscript", "onnxruntime", "openvino", "tensorrt")
 
 
 @dataclass
@@ -81,6 +82,20 @@ class RuntimeConfig:
 
 
 @dataclass
+class BackendConfig:
+    """Which runtime executes the model: eager PyTorch, or an export of it (conf/backend/*.yaml)."""
+
+    name: str = "pytorch"  # pytorch | torchscript | onnxruntime | openvino | tensorrt (CUDA)
+    threads: Optional[int] = None  # runtime intra-op threads (null: the job's torch threads, i.e. runtime.threads)
+    streams: int = 1  # openvino: NUM_STREAMS (1 = latency)
+    opset: Optional[int] = None  # ONNX opset (onnxruntime, tensorrt); null: 18 (17 for torch < 2.4)
+    workspace_gb: float = 4.0  # tensorrt builder workspace
+    cache_dir: Optional[str] = None  # export cache (null: $MEDBENCH_CACHE_DIR or ~/.cache/medbench/exports)
+    rtol: Optional[float] = None  # outputs check vs PyTorch (null: 1e-3 in fp32, 2e-2 in fp16)
+    atol: Optional[float] = None  # (null: 1e-4 in fp32, 5e-3 in fp16)
+
+
+@dataclass
 class Config:
     """The whole composed config: top-level plain keys plus one node per group."""
 
@@ -95,6 +110,7 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     iters: ItersConfig = field(default_factory=ItersConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
 
 
 def register_configs() -> None:
@@ -139,6 +155,7 @@ class Job:
     runtime: RuntimeConfig
     result_file: str = "result.json"
     repeat: int = 0  # replicate index; replicates of a setting share everything else (seed, benchmark list)
+    backend: BackendConfig = field(default_factory=BackendConfig)
 
 
 def parse_imgsz(value: Any) -> tuple[int, int]:
@@ -194,6 +211,11 @@ def to_job(cfg: DictConfig) -> Job:
     inp = OmegaConf.to_object(cfg.input)
     iters = OmegaConf.to_object(cfg.iters)
     runtime = OmegaConf.to_object(cfg.runtime)
+    backend = OmegaConf.to_object(cfg.backend) if "backend" in cfg else BackendConfig()
+    _choice("backend", backend.name, BACKENDS)
+    if backend.threads is not None:
+        _positive("backend.threads", backend.threads)
+    _positive("backend.streams", backend.streams)
     _choice("model.kind", model.kind, MODEL_KINDS)
     if not model.weights and not model.cfg:
         raise ConfigError(f"model {model.name!r} has neither model.cfg nor model.weights")
@@ -227,6 +249,7 @@ def to_job(cfg: DictConfig) -> Job:
         runtime=runtime,
         result_file=check_result_file(cfg.result_file),
         repeat=_positive("repeat", int(cfg.repeat), minimum=0),
+        backend=backend,
     )
 
 

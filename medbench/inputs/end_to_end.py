@@ -75,12 +75,14 @@ class EndToEndStep:
         dtype: torch.dtype,
         task: str,
         channels_last: bool = False,
+        forward: Callable[[torch.Tensor], Any] | None = None,
     ) -> None:
         if not images:
             raise InputError("scope=end_to_end needs image inputs (input=assets|folder|dataset)")
         self.model, self.images, self.imgsz, self.batch = model, list(images), tuple(imgsz), batch
         self.device, self.dtype, self.task, self.channels_last = torch.device(device), dtype, task, channels_last
         self.postprocess = _postprocessor(model, task)
+        self.forward = model if forward is None else forward  # a deployment backend's call (medbench.backends)
         self.position = 0  # index of the next image to read
         self.stage_ms: dict[str, list[float]] = {name: [] for name in STAGES}
         self.last_output: Any = None  # the postprocessed output of the latest call (keeps it alive, for checks)
@@ -104,7 +106,7 @@ class EndToEndStep:
             x = x.contiguous(memory_format=torch.channels_last)
         self._sync()
         t2 = time.perf_counter()
-        preds = self.model(x)
+        preds = self.forward(x)
         self._sync()
         t3 = time.perf_counter()
         self.last_output = self.postprocess(preds)

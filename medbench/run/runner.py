@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from medbench.analysis import stats
+from medbench.backends import check_backend, prepare_for_job, restructure
 from medbench.models.identity import checkpoint_label
 from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
@@ -48,7 +49,8 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
             "iters": job.iters.iters, "seed": job.seed, "repeat": job.repeat, "timestamp": utc_now(), "benchmark_list": None,
             "benchmark_size": None, "benchmark_list_sha256": None, "precision": job.runtime.precision,
             "overrides": list(overrides), "choices": dict(choices), "scope": job.scope,
-            "model_kind": job.model.kind, "task": job.model.task, "input_kind": job.input.kind,
+            "backend": job.backend.name, "model_kind": job.model.kind, "task": job.model.task,
+            "input_kind": job.input.kind,
             "trust_weights": job.model.trust_weights, "model_imports": list(job.model.imports),
             "runtime": {k: getattr(job.runtime, k) for k in vars(job.runtime)},
             "iters_config": {k: getattr(job.iters, k) for k in vars(job.iters)},
@@ -59,7 +61,9 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         "cold_start": {"model_load_ms": None, "first_forward_ms": None, "warmup_ms": None, "compile_ms": None,
                        "cuda_graph_capture_ms": None, "model_from_cache": None, "eager_forward_ms": None,
                        "graph_breaks": None, "graph_break_reasons": None, "compiled_graphs": None, "recompiles": None,
-                       "recompiled": None},
+                       "recompiled": None,
+                       "export_ms": None, "export_cache_hit": None, "backend_load_ms": None},
+        "backend": None,
         "samples_ms": None, "noise": None, "stages": None, "telemetry": empty_block(), "warnings": [],
         "env": None, "provenance": {**provenance(), "started_at": utc_now(), "ended_at": None},
     }
@@ -73,6 +77,7 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
     meta = record["metadata"]
     device = resolve_device(job.device)
     meta["device"] = str(device)
+    check_backend(job, device)
     mode = check_runtime(job.runtime, device, job.scope)
     channels_last = effective_channels_last(job.runtime.channels_last, device, job.model.kind)
     meta["runtime"].update(channels_last=channels_last, channels_last_requested=job.runtime.channels_last)
@@ -165,7 +170,7 @@ def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, in
     cold = record["cold_start"]
     probe = Probe(device)
     with torch.inference_mode():
-        step, after_warmup = _make_step(job, module, inputs, device, dtype)
+        step, after_warmup = _make_step(job, module, inputs, device, dtype, record)
         step, after_warmup = _prepare(step, after_warmup, job, module, inputs, device, dtype, mode, cold)
         _, cold["first_forward_ms"] = time_once(step, device)
         log.info("timing %s on %s: %d warm-up + %d iterations, input %s",
@@ -241,16 +246,31 @@ class ForwardStep:
         return self.module(self._next())
 
 
-def _make_step(job: Job, module: torch.nn.Module, inputs: Any, device: torch.device,
-               dtype: torch.dtype) -> tuple[Callable[[], Any], Callable[[], None] | None]:
-    """The callable the engine times, for the job's scope, and what to reset after warm-up."""
+def _make_step(job: Job, module: torch.nn.Module, inputs: Any, device: torch.device, dtype: torch.dtype,
+               record: dict[str, Any] | None = None) -> tuple[Callable[[], Any], Callable[[], None] | None]:
+    """The callable the engine times, for the job's scope and backend, and what to reset after warm-up.
+
+    With ``record`` a non-PyTorch backend exports/loads the module here (cached; outputs checked; see
+    medbench.backends) and the timed call is one call of that runtime."""
+    exported = job.backend.name not in ("pytorch", "torchscript")  # runtimes that take plain NCHW arrays
+    channels_last = job.runtime.channels_last and not exported
+    if exported and record is not None:
+        record["metadata"]["runtime"]["channels_last"] = False  # the runtime lays its tensors out itself
+    batches = [place_batch(b, channels_last) for b in inputs.batches]
+    if job.backend.name != "pytorch" and not batches:  # end_to_end: export on a seeded batch of the job's shape
+        from medbench.inputs.synthetic import synthetic_batch
+
+        batches = [synthetic_batch(job.batch, job.imgsz, seed=job.seed, device=device, dtype=dtype)]
+    prepared = prepare_for_job(record, job, module, batches, device, dtype) if record is not None else None
     if job.scope == "end_to_end":
         from medbench.inputs.end_to_end import EndToEndStep
 
+        forward = None if prepared is None else (lambda x: restructure(module, prepared.forward(x)))
         step = EndToEndStep(module, inputs.images, imgsz=job.imgsz, batch=job.batch, device=device, dtype=dtype,
-                            task=job.model.task, channels_last=job.runtime.channels_last)
+                            task=job.model.task, channels_last=channels_last, forward=forward)
         return step, step.reset
-    batches = [place_batch(b, job.runtime.channels_last) for b in inputs.batches]
+    if prepared is not None:
+        return prepared.step, None
     return ForwardStep(module, batches), None
 
 

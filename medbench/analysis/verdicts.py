@@ -103,6 +103,8 @@ def _run_levels(a: Sequence[Run], b: Sequence[Run], statistic: str) -> tuple[lis
 
 def _point_pct(a: Sequence[Run], b: Sequence[Run], statistic: str) -> float:
     stat = intervals.statistic_fn(statistic)
+    if not all(r.samples_ms for r in [*a, *b]):  # a run read without its samples (NaN in the file): no point value
+        return math.nan
     va = float(stat(np.concatenate([r.samples_ms for r in a])[None, :])[0])  # type: ignore[misc]
     vb = float(stat(np.concatenate([r.samples_ms for r in b])[None, :])[0])  # type: ignore[misc]
     return 100.0 * (vb / va - 1.0) if va > 0 else math.inf

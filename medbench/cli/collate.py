@@ -62,7 +62,7 @@ def render_delta(delta: pd.DataFrame, fmt: str = "text") -> str:
     """Format the Δ% table (headers like ``latency p95 Δ%``)."""
     if fmt == "csv":
         return delta.to_csv(index=False)
-    shown = delta.drop(columns="baseline").rename(columns=DELTA_HEADERS)  # the baseline is in the title
+    shown = delta.drop(columns="baseline", errors="ignore").rename(columns=DELTA_HEADERS)  # baseline: in the title
     shown = shown.drop(columns=[c for c in shown.columns if shown[c].dtype == float and shown[c].isna().all()])
     if "variant" in shown and not shown["variant"].astype(bool).any():
         shown = shown.drop(columns="variant")

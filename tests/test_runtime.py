@@ -14,7 +14,8 @@ import torch
 from conftest import QUICK, only_result
 from medbench.run import nvml, telemetry, tf32
 from medbench.errors import ConfigError, DeviceError
-from medbench.run.runner import _telemetry_warnings, run_job
+from medbench.run.measured import telemetry_warnings as _telemetry_warnings
+from medbench.run.runner import run_job
 from medbench.run.runtime import check_runtime, compile_mode, runtime_settings
 from medbench.config.schema import RuntimeConfig, to_job
 

@@ -10,7 +10,6 @@ import dataclasses
 import itertools
 import logging
 import os
-import statistics
 from dataclasses import replace
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from medbench.backends import check_backend, prepare_for_job, restructure
 from medbench.models.identity import checkpoint_label
 from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
+from medbench.run.measured import fill_measurement
 from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
 from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, compile_stats, cuda_bf16_mode, dtype_for,
                                   effective_channels_last, place_batch, place_model, runtime_settings, time_compilation)
@@ -94,7 +94,7 @@ def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
         job = replace(job, imgsz=parse_imgsz(record["metadata"]["imgsz"]))  # as rounded to the model's stride
         inputs = _load_inputs(record, job, device, dtype, list_dir)
         m = _timed_section(record, job, module, inputs, device, dtype, mode)
-    _fill_measurement(record, m, job.batch)
+    fill_measurement(record, m, job.batch)
     batches = getattr(inputs, "batches", None)  # preloaded (scope=forward): device memory held by the inputs
     record["memory"]["input_MB"] = sum(b.numel() * b.element_size() for b in batches) / 2**20 if batches else None
 
@@ -272,57 +272,6 @@ def _make_step(job: Job, module: torch.nn.Module, inputs: Any, device: torch.dev
     if prepared is not None:
         return prepared.step, None
     return ForwardStep(module, batches), None
-
-
-def _fill_measurement(record: dict[str, Any], m: Any, batch: int) -> None:
-    """Derived statistics and raw samples into the record."""
-    summary = stats.summarize(m.samples_ms, batch)
-    record["latency"] = summary["latency"]
-    record["throughput"] = {**summary["throughput"], "pipelined_ms": m.pipelined_ms,
-                            "pipelined_iters": m.pipelined_iters, "fps_pipelined": stats.fps(m.pipelined_ms, batch)}
-    record["noise"] = summary["noise"]
-    if summary["noise"]["warning"]:
-        record["warnings"].append(summary["noise"]["warning"])
-    record["memory"] = {**m.memory, **_nvml_memory(record["telemetry"])}
-    record["samples_ms"] = m.samples_ms
-    tel = record["telemetry"]
-    if m.host_samples_ms:
-        tel.update(host_samples_ms=m.host_samples_ms, host_median_ms=statistics.median(m.host_samples_ms))
-    if tel.get("energy_J") is not None and m.samples_ms:
-        tel["energy_per_image_J"] = tel["energy_J"] / (len(m.samples_ms) * batch)
-    record["metadata"]["timer"] = m.timer
-    record["metadata"]["stopped_by"] = m.stopped_by
-    target = record["metadata"]["iters_config"].get("target_ci_pct")
-    reached = summary["noise"]["ci95_halfwidth_pct"]
-    if target is not None and m.stopped_by != "target":
-        at = "no interval yet" if reached is None else f"±{reached:.2f}%"
-        record["warnings"].append(f"timing stopped at its cap after {len(m.samples_ms)} iterations with the median's "
-                                  f"95% CI at {at}, short of the ±{target:g}% target (iters.max_time_s / max_iters)")
-    record["cold_start"]["warmup_ms"] = m.warmup_ms
-    record["metadata"]["samples"] = len(m.samples_ms)
-    record["warnings"].extend(_telemetry_warnings(record["telemetry"]))
-
-
-def _nvml_memory(telemetry: dict[str, Any]) -> dict[str, float | None]:
-    """NVML's view of device memory after the loop (whole device; this process where NVML shows pids)."""
-    after = telemetry.get("after") or {}
-    return {"nvml_used_MB": after.get("memory_used_MB"), "nvml_process_used_MB": after.get("process_used_MB")}
-
-
-def _telemetry_warnings(telemetry: dict[str, Any]) -> list[str]:
-    out = []
-    if telemetry.get("throttled"):
-        held = {k: v for k, v in (telemetry.get("throttle_time_ms") or {}).items() if v}
-        share = telemetry.get("throttle_share")
-        why = ", ".join(held) or ", ".join(telemetry.get("throttle_reasons") or []) or "NVML clock events"
-        part = f" for {share:.1%} of the loop" if share is not None else ""
-        out.append(f"GPU clocks were held down{part} ({why}): numbers are below what the GPU can do")
-    if telemetry.get("other_gpu_processes"):
-        out.append(f"{telemetry['other_gpu_processes']} other process(es) used the timed GPU during the run")
-    if telemetry.get("loaded"):
-        out.append(f"machine loaded: other processes kept {telemetry['other_cpu_cores']:.1f} of "
-                   f"{telemetry['cpu_cores']} cores busy during the timed loop")
-    return out
 
 
 def _resolved(device: str) -> torch.device | None:

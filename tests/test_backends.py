@@ -153,6 +153,7 @@ def test_compare_outputs_tolerances_and_mismatches():
     (["backend=openvino", "runtime.precision=bf16"], DeviceError, "backend=openvino cannot run precision=bf16"),
     (["backend=onnxruntime", "runtime.compile=default"], ConfigError, "apply to backend=pytorch only"),
     (["backend=openvino", "runtime.channels_last=true"], ConfigError, "channels_last applies to"),
+    (["backend=torchscript", "backend.threads=1"], ConfigError, "runs on torch's threads: use runtime.threads=1"),
 ])
 def test_impossible_combinations_are_one_line(compose_cfg, overrides, error, message):
     job = to_job(compose_cfg(*CPU, *overrides))
@@ -184,11 +185,13 @@ def test_a_failing_export_is_a_failed_record(compose_cfg, tmp_path):
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.startswith(".")]  # no half-written entry
 
 
-def test_end_to_end_runs_through_the_backend(compose_cfg, tmp_path, shared_cache):
-    _, rec = _run(compose_cfg, tmp_path, "backend=openvino", "scope=end_to_end", "input=assets", cache=shared_cache)
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_end_to_end_runs_through_the_backend(compose_cfg, tmp_path, shared_cache, backend):
+    _, rec = _run(compose_cfg, tmp_path, f"backend={backend}", "scope=end_to_end", "input=assets",
+                  cache=shared_cache)
     assert rec["status"] == "ok", rec["error"]
     assert set(rec["stages"]) == {"read", "preprocess", "forward", "postprocess"}
-    assert rec["backend"]["outputs"]["status"] == "match"
+    assert rec["backend"]["name"] == backend and rec["backend"]["outputs"]["status"] == "match"
 
 
 def test_cache_entries_are_keyed_and_complete(tmp_path):

@@ -254,9 +254,32 @@ def test_sweep_over_backends_one_table(medbench_cli, tmp_path):
 def test_backends_experiment_composes_the_full_grid(compose_cfg):
     cfg = compose_cfg("experiment=backends", return_hydra_config=True)
     params = cfg.hydra.sweeper.params
-    assert params["backend"] == "pytorch,torchscript,onnxruntime,openvino"
+    assert params["backend"] == "pytorch,torchscript,onnxruntime,openvino" and params["repeat"] == "range(4)"
     assert len(params["model"].split(",")) == 6 and params["imgsz"] == "320,640"
     assert cfg.batch == 1 and cfg.device == "cpu" and cfg.backend.name == "pytorch"
+    assert cfg.hydra.callbacks.collate.baseline_backend == "pytorch"
+    assert (cfg.iters.warmup, cfg.iters.iters, cfg.iters.min_time_s, cfg.iters.max_iters) == (10, 20, 2.0, 200)
+
+
+def test_backends_experiment_ends_with_the_backend_delta_table(medbench_cli, tmp_path):
+    """The committed study on a tiny setting: replicates in rounds, then each backend vs eager PyTorch with the
+    run-level interval and a verdict mark, written by the end-of-sweep callback."""
+    proc = medbench_cli("experiment=backends", "imgsz=64", "model=eca", "backend=pytorch,onnxruntime",
+                        "repeat=range(3)", "iters.warmup=2", "iters.iters=12", "iters.min_time_s=0",
+                        f"backend.cache_dir={tmp_path / 'cache'}", "hydra.sweep.dir=sweep")
+    assert proc.returncode == 0, proc.stderr
+    order = [json.loads((tmp_path / "sweep" / str(i) / "result.json").read_text())["metadata"] for i in range(6)]
+    assert [(m["repeat"], m["backend"]) for m in order] == [(r, b) for r in range(3) for b in ("pytorch", "onnxruntime")]
+    delta = pd.read_csv(tmp_path / "sweep" / "comparison_backend_delta.csv", keep_default_na=False)
+    ort = delta.set_index("backend").loc["onnxruntime"]
+    assert ort["model"] == "eca" and ort["imgsz"] == 64 and ort["baseline"] == "pytorch"
+    if ort["runs"] == "3/3" and delta.set_index("backend").loc["pytorch", "runs"] == "3/3":  # no run flagged loaded
+        assert float(ort["d_p50_ci_lo_pct"]) <= float(ort["d_latency_p50_pct"]) <= float(ort["d_p50_ci_hi_pct"])
+        assert ort["verdict"] in {"slower", "faster", "~", "same"} and "interval 90%" in ort["note"]
+        assert "95% CI lo" in (tmp_path / "sweep" / "comparison.md").read_text()
+    else:
+        assert ort["verdict"] == "unreliable" and "a verdict needs 3 clean" in ort["note"]
+    assert "## Δ% vs backend pytorch" in (tmp_path / "sweep" / "comparison.md").read_text()
 
 
 @pytest.mark.gpu

@@ -232,6 +232,8 @@ def test_sweep_over_backends_one_table(medbench_cli, tmp_path):
     table = pd.read_csv(tmp_path / "sweep" / "comparison.csv")
     assert sorted(table["backend"]) == ["onnxruntime", "openvino", "pytorch", "tensorrt"]
     assert set(table["variant"].fillna("")) == {""}  # the backend is a column of its own, not a "variant"
+    versions = table.set_index("backend")["backend_version"]  # and its version (CSV; a warning when they differ)
+    assert versions["onnxruntime"] == recs["onnxruntime"]["backend"]["version"] and versions["pytorch"] == torch.__version__
     proc = medbench_cli(str(tmp_path / "sweep"), "--baseline-backend", "pytorch", "--output",
                         str(tmp_path / "t.csv"), module="medbench.collate")
     assert proc.returncode == 0, proc.stderr

@@ -19,13 +19,17 @@ def _samples(center: float, seed: int, n: int = 60) -> tuple[float, ...]:
     return tuple(float(v) for v in center * (1 + 0.01 * rng.standard_normal(n)))
 
 
-def _sweep(points: list[tuple[str, str, float]], flags: dict[int, tuple[str, ...]] | None = None):
-    """A runs table and its ``Run``s: one row per (model, backend, centre), samples around the centre."""
+def _sweep(points: list[tuple[str, str, float]], flags: dict[int, tuple[str, ...]] | None = None,
+           rounds: int | None = None):
+    """A runs table and its ``Run``s: one row per (model, backend, centre), samples around the centre; with
+    ``rounds`` the points are that many interleaved rounds (replicate index and start time recorded)."""
     rows, runs = [], {}
+    per_round = len(points) // rounds if rounds else None
     for i, (model, backend, center) in enumerate(points):
         samples = _samples(center, seed=i)
         run = Run(float(np.median(samples)), samples, (flags or {}).get(i, ()), f"run{i}",
-                  {"mean_ms": float(np.mean(samples))})
+                  {"mean_ms": float(np.mean(samples))}, i // per_round if per_round else None,
+                  1.7e9 + 10.0 * i if per_round else None)
         runs[f"run{i}"] = run
         rows.append({"model": model, **SETTING, "backend": backend, "status": "ok", "run_dir": f"run{i}",
                      "latency_p50_ms": run.p50_ms, "latency_mean_ms": run.values["mean_ms"],
@@ -59,6 +63,20 @@ def test_replicates_give_the_run_level_interval_and_verdict_of_variants():
     assert d.loc[("baseline", "onnxruntime"), "d_latency_p50_pct"] == pytest.approx(50, abs=1)
     assert d.loc[("ghost", "pytorch"), "verdict"] == "(baseline)" and d.loc[("ghost", "pytorch"), "d_latency_p50_pct"] == 0
     assert backend_delta_table(table, runs, "pytorch").attrs["base"] == "pytorch"
+
+
+def test_interleaved_replicates_are_paired_as_between_variants():
+    points = []
+    for r, drift in enumerate([1.0, 1.3, 0.9, 1.1]):  # the machine drifts between rounds; the pairs cancel it
+        points += [("ghost", "pytorch", 10.0 * drift), ("ghost", "onnxruntime", 7.0 * drift)]
+    table, runs = _sweep(points, rounds=4)
+    row = backend_delta_table(table, runs, "pytorch").set_index("backend").loc["onnxruntime"]
+    j = verdicts.judge([runs[f"run{i}"] for i in range(0, 8, 2)], [runs[f"run{i}"] for i in range(1, 8, 2)])
+    assert j.mode == "paired" and j.delta.confidence == 0.95 and row["verdict"] == j.mark == "faster"
+    assert (row["d_latency_p50_pct"], row["d_p50_ci_lo_pct"], row["d_p50_ci_hi_pct"]) == \
+        (j.delta.estimate, j.delta.lo, j.delta.hi)
+    assert row["d_latency_p50_pct"] == pytest.approx(-30, abs=1) and row["d_p50_ci_hi_pct"] < -25  # drift cancelled
+    assert row["runs"] == "4/4" and row["note"] == ""
 
 
 def test_one_run_each_uses_the_within_run_interval_with_its_caveat():

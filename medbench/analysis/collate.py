@@ -149,6 +149,8 @@ def delta_table(table: pd.DataFrame, baseline: str | None = None, runs: dict[str
 
 def setting_label(row: pd.Series) -> str:
     label = f"imgsz={row['imgsz']} batch={row['batch']} {row['device']} {row['precision']}"
+    if row.get("backend") not in (None, "pytorch") and row.get("backend") == row.get("backend"):  # not NaN
+        label += f" {row['backend']}"
     return f"{label} {row['variant']}" if row.get("variant") else label
 
 

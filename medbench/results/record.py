@@ -107,12 +107,33 @@ class Metadata(Block):
     unit: str | None = Field(None, description="API entries: what throughput counts (calls/s, samples/s, ...)")
     duration_s: float | None = Field(None, description="API entries: total timed seconds (sum of samples_ms)")
     batch_size: int | None = Field(None, description="API entries: items per timed call")
+    # CLI runs: the rest of the job, then what the stages found (model, inputs, timed loop)
+    repeat: int | None = Field(None, description="replicate index of the setting (repeat='range(5)': 0..4)")
+    backend: str | None = Field(None, description="deployment backend timed (pytorch, torchscript, onnxruntime, ...)")
+    label_source: str | None = Field(None, description="where model_name came from (config, checkpoint, file name)")
+    model_kind: str | None = None
+    task: str | None = None
+    input_kind: str | None = None
+    trust_weights: bool | None = None
+    model_imports: list[str] | None = None
+    iters_config: dict[str, Any] | None = Field(None, description="the iters group as configured")
+    weights_sha256: str | None = None
+    num_classes: int | None = None
+    model_dtype: str | None = None
+    imgsz_requested: int | list[int] | str | None = Field(None, description="imgsz asked for, when rounded to the "
+                                                                           "model's stride")
+    input_shape: list[int] | None = None
+    input_dtype: str | None = None
+    timer: str | None = Field(None, description="perf_counter (CPU) or cuda_event")
+    stopped_by: str | None = Field(None, description="iters, target (iters.target_ci_pct reached) or cap")
+    samples: int | None = Field(None, description="number of timed calls (len(samples_ms))")
 
 
 class ModelComplexity(Numbers):
     params: int | None = None
     params_M: Number = None
     gflops: Number = None
+    gflops_unfused: Number = None
     fused: bool | None = None
 
 
@@ -151,19 +172,36 @@ class Memory(Numbers):
     allocated_MB: Number = None
     reserved_MB: Number = None
     peak_rss_MB: Number = None
+    input_MB: Number = None  # device memory held by preloaded inputs (scope=forward)
+    nvml_used_MB: Number = None  # NVML, whole device, after the loop
+    nvml_process_used_MB: Number = None  # NVML, this process, where NVML shows pids
 
 
 class ColdStart(Numbers):
+    """One-off costs, kept out of the samples (ms): building and placing the model, the first forward, warm-up,
+    torch.compile and CUDA graph capture, a deployment backend's export and load."""
+
     model_load_ms: Number = None
     first_forward_ms: Number = None
+    warmup_ms: Number = None
     compile_ms: Number = None
     cuda_graph_capture_ms: Number = None
     model_from_cache: bool | None = None
+    eager_forward_ms: Number = None
+    graph_breaks: int | None = None
+    graph_break_reasons: list[str] | None = None
+    compiled_graphs: int | None = None
+    recompiles: int | None = None
+    recompiled: dict[str, int] | None = None
+    export_ms: Number = None
+    export_cache_hit: bool | None = None
+    backend_load_ms: Number = None
 
 
 class Noise(Block):
     iqr_ms: Number = None
     iqr_over_median: Number = None
+    ci95_halfwidth_pct: Number = None  # larger side of the median's 95% interval, % of the median
     warning: str | None = None
 
 
@@ -174,6 +212,19 @@ class Telemetry(Block):
     loaded: bool | None = None
     other_cpu_cores: Number = None
     cpu_cores: int | None = None
+
+
+class BackendBlock(Block):
+    """The deployment runtime that was timed: its version, the exported file it loaded and the outputs check."""
+
+    name: str | None = None
+    version: str | None = None
+    format: str | None = None
+    file: str | None = None
+    file_sha256: str | None = None
+    export_cache_hit: bool | None = None
+    settings: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = Field(None, description="outputs vs PyTorch on the same input (status, diffs)")
 
 
 class Env(Block):
@@ -206,6 +257,7 @@ class Record(Block):
     throughput: Throughput | None = None
     memory: Memory | None = None
     cold_start: ColdStart | None = None
+    backend: BackendBlock | None = None
     samples_ms: list[Annotated[float, Strict()]] | None = Field(
         None, description="raw per-call times (ms), warm-up excluded")
     noise: Noise | None = None
@@ -278,9 +330,10 @@ def crashed(error: dict[str, Any], *, run_dir: str, metadata: dict[str, Any],
     return Record(status="crashed", error=error, metadata=metadata, provenance=provenance, run_dir=run_dir)
 
 
-def interrupted(message: str, **fields: Any) -> Record:
+def interrupted(message: str, exception: str | None = None, **fields: Any) -> Record:
     """A point stopped by SIGINT / SIGTERM while it ran."""
-    return Record(status="interrupted", error={"type": "interrupted", "message": message}, **fields)
+    error = {"type": "interrupted", "message": message, **({"exception": exception} if exception else {})}
+    return Record(status="interrupted", error=error, **fields)
 
 
 def not_run(overrides: list[str], *, run_dir: str | None = None, **metadata: Any) -> Record:

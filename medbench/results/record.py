@@ -326,7 +326,7 @@ def failed(error: dict[str, Any] | ErrorInfo, **fields: Any) -> Record:
 
 def crashed(error: dict[str, Any], *, run_dir: str, metadata: dict[str, Any],
             provenance: dict[str, Any] | None = None) -> Record:
-    """A point that left no record (read from its run dir)."""
+    """A point that left no record (read from its run dir: ``medbench.results.crashes``)."""
     return Record(status="crashed", error=error, metadata=metadata, provenance=provenance, run_dir=run_dir)
 
 
@@ -336,7 +336,8 @@ def interrupted(message: str, exception: str | None = None, **fields: Any) -> Re
     return Record(status="interrupted", error=error, **fields)
 
 
-def not_run(overrides: list[str], *, run_dir: str | None = None, **metadata: Any) -> Record:
-    """A point of the sweep plan that never started."""
-    return Record(status="not_run", error={"type": "not_run", "message": "never started"},
-                  metadata={"overrides": overrides, **metadata}, run_dir=run_dir)
+def not_run(overrides: list[str], *, run_dir: str | None = None, message: str = "never started",
+            plan_num: int | None = None, **metadata: Any) -> Record:
+    """A point of the sweep plan that never started (``plan_num``: its number in the plan)."""
+    return Record(status="not_run", error={"type": "not_run", "message": message},
+                  metadata={**metadata, "overrides": overrides}, run_dir=run_dir, plan_num=plan_num)

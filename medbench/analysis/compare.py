@@ -89,7 +89,7 @@ def _env_warnings(pairs: list[tuple[Entry, Entry]]) -> list[str]:
         if seen:
             what = ", ".join(f"{bv!r} vs {cv!r}" for bv, cv in seen[:3])
             warnings.append(f"baseline and current ran in different environments: {f.path} {what}; "
-                            "a change may be the machine, not the code" if f.path.startswith("env.") else
+                            "a change may be the machine, not the code" if f.path.startswith(("env.", "backend.")) else
                             f"baseline and current used different inputs: {f.label} ({f.path}) {what}")
     return warnings
 

@@ -67,6 +67,9 @@ def check_backend(job: Job, device: torch.device) -> None:
     from medbench.run.runtime import compile_mode
 
     name = job.backend.name
+    if job.backend.threads is not None and name in ("pytorch", "torchscript"):
+        raise ConfigError(f"backend.threads sets the threads of an exported runtime (onnxruntime, openvino); "
+                          f"backend={name} runs on torch's threads: use runtime.threads={job.backend.threads}")
     if name == "pytorch":
         return
     cls, rt = _backend_class(name), job.runtime

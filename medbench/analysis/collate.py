@@ -112,6 +112,13 @@ def _count(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value else None
 
 
+def _whole(value: Any) -> Any:
+    """64.0 → 64; NaN → None; anything else unchanged."""
+    if isinstance(value, float):
+        return None if value != value else int(value) if value.is_integer() else value
+    return value
+
+
 def columns() -> list[str]:
     return [*FIELDS, *METRIC_COLUMNS, "p50_ci_lo_ms", "p50_ci_hi_ms", "flag", *OUTCOME,
             *(f.column for f in ENV_FIELDS), "latency_p5_ms", "params", "overrides", "run_dir"]
@@ -125,6 +132,8 @@ def results_table(records: list[Record] | list[dict[str, Any]]) -> pd.DataFrame:
         return df.assign(variant=pd.Series(dtype=str))
     df.insert(COLUMNS_ORDER_VARIANT, "variant", _variants(records))
     df["imgsz"] = df["imgsz"].map(lambda v: "x".join(map(str, v)) if isinstance(v, list) else v)
+    for col in ("imgsz", "batch", "repeat"):  # a failed point without them must not turn 64 into 64.0 (or nan)
+        df[col] = pd.Series([_whole(v) for v in df[col]], index=df.index, dtype=object)
     df["backend"] = df["backend"].fillna("pytorch")  # records from before deployment backends ran eager PyTorch
     for col in [*METRIC_COLUMNS, "p50_ci_lo_ms", "p50_ci_hi_ms", "latency_p5_ms"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import tabulate as tabulate_module
 from tabulate import tabulate
 
 from medbench.analysis.deltas import DELTA_HEADERS
@@ -142,6 +143,10 @@ def delta_view(delta: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFram
     out["verdict"] = delta["verdict"].fillna("")
     for m in DELTAS:
         out[wrap(m.delta_label)] = [pct(v) for v in delta[m.delta_column]]
+    compared = delta["verdict"].fillna("") != "(baseline)"
+    shared = set(delta["note"].fillna("")[compared])
+    if len(shared) == 1 and "" not in shared and not delta["note"].fillna("")[~compared].astype(bool).any():
+        return setting_line(constant), drop_empty(out), [f"every comparison: {shared.pop()}"]  # one note: no refs
     notes: list[str] = []
     refs = []
     for note in delta["note"].fillna(""):
@@ -158,8 +163,12 @@ def render_frame(df: pd.DataFrame, fmt: str = "text") -> str:
                                                                                   "backend", "variant", "flag",
                                                                                   "status", "note", "runs")
              else "left" for c in df.columns]
-    return tabulate(df.values.tolist(), headers=list(df.columns), disable_numparse=True, missingval="",
-                    tablefmt="github" if fmt == "md" else "simple", colalign=align)
+    padding, tabulate_module.MIN_PADDING = tabulate_module.MIN_PADDING, 0  # no 2 spaces beside every header
+    try:
+        return tabulate(df.values.tolist(), headers=list(df.columns), disable_numparse=True, missingval="",
+                        tablefmt="github" if fmt == "md" else "simple", colalign=align)
+    finally:
+        tabulate_module.MIN_PADDING = padding
 
 
 def width(text: str) -> int:

@@ -169,3 +169,16 @@ def test_latex_compiles_with_pdflatex(tmp_path):
     assert (tmp_path / "doc.pdf").read_bytes()[:5] == b"%PDF-"
     broken = _compile("\\begin{tabular}{l}\nghost_eca \\\\\n\\end{tabular}", tmp_path)  # the check can fail
     assert broken.returncode != 0
+
+
+def test_backend_delta_renders_in_every_format():
+    from medbench.analysis.backend_delta import backend_delta_table
+
+    recs = [_record("eca", 10.0), _record("eca", 7.0, run=1)]
+    recs[1]["metadata"]["backend"] = "onnxruntime"
+    c = _collated(recs, "eca")
+    c.backend_delta = backend_delta_table(c.table, "pytorch")
+    text = render_report(c, "text")
+    assert "Δ% vs backend pytorch" in text and "onnxruntime" in text and "nan" not in text
+    assert "Δ% vs backend pytorch" in render_report(c, "md")
+    assert "backend pytorch" in render_report(c, "latex") and "onnxruntime" in render_report(c, "latex")

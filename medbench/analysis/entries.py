@@ -40,6 +40,7 @@ class Entry:
     timestamp: str | None = None
     notes: list[str] = field(default_factory=list)
     flags: tuple[str, ...] = ()  # why this run is no evidence: loaded, throttled, very noisy (replicates.run_flags)
+    traceback: str | None = None  # a failed run's full traceback (bugs only): for the JSON report, never printed
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -91,7 +92,8 @@ def to_entry(rec: Record, source: str, env: Any = None) -> Entry:
                  env={f.column: rec.get(f.path) if env is None or not f.path.startswith("env.")
                       else dig(env, f.path.removeprefix("env.")) for f in ENV_FIELDS}, source=source,
                  timestamp=meta.timestamp, notes=[note] if note else [],
-                 flags=run_flags(rec.telemetry, rec.noise))
+                 flags=run_flags(rec.telemetry, rec.noise),
+                 traceback=rec.error.traceback if rec.error else None)
 
 
 def entries_of(found: Loaded) -> list[Entry]:

@@ -3,7 +3,10 @@ headings that say what they count (metrics in settings). A real suite run, compa
 
 from __future__ import annotations
 
+import importlib
 import json
+
+import pytest
 
 from medbench.api.benchmark_suite import BenchmarkSuite
 from medbench.cli.compare import main, one_line_error
@@ -47,7 +50,9 @@ def test_failed_suite_entry_is_one_line_and_sections_count_what_they_say(tmp_pat
     assert head == f"Stable (within the threshold): {plural(len(stable), 'metric')} in {plural(len(settings), 'setting')}"
     body = lines[lines.index(head) + 1: lines.index(head) + 1 + len(settings)]
     assert sum(int(ln.split(" metric")[0].split()[-1]) for ln in body) == len(stable)  # per-setting counts add up
-    assert lines[-2].startswith("metrics: 1 regression, ") and "settings: 3 matched" in lines[-2]  # then "report →"
+    n = len(report["regressions"])  # conv's status, and whatever timing noise made of sum / other
+    assert lines[-2].startswith(f"metrics: {n} regression{'' if n == 1 else 's'}, ")  # then "report → ..."
+    assert "settings: 3 matched, 0 models differ, 0 unmatched, 1 failed" in lines[-2]
 
 
 def test_one_line_error_of_old_texts():
@@ -55,3 +60,12 @@ def test_one_line_error_of_old_texts():
     assert one_line_error("ValueError: x\\n  File y") == "ValueError: x"  # a literal \n from an older file
     tb = 'Traceback (most recent call last):\n  File "a.py", line 1, in f\n    g()\nKeyError: \'k\''
     assert one_line_error(tb) == "KeyError: 'k'"
+
+
+@pytest.mark.parametrize("module", ["medbench.cli.collate", "medbench.cli.compare"])
+def test_help_has_no_raw_markup(module, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main(["--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "usage: medbench " in text
+    assert "`" not in text and "**" not in text and "SPEC" not in text, text

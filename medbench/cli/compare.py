@@ -25,6 +25,12 @@ compare_doc = _compare.__doc__ or ""
 DESCRIPTION = "Baseline vs current: verdicts per metric, and a regression gate."
 
 
+def _plain(doc: str) -> str:
+    """A docstring for --help: no reST markup (``code``, **bold**), module paths named as the docs name them."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", doc.replace("``", ""))
+    return text.replace(" (medbench.cli.compare)", "").replace("medbench.analysis.verdicts; ", "")
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="medbench compare", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(compare_doc.split("\n\n")[1:]).replace("``", "`") + "\n\nMetrics: " + ", ".join(KNOWN_METRICS)
+        epilog=_plain("\n\n".join(compare_doc.split("\n\n")[1:])) + "\n\nMetrics: " + ", ".join(KNOWN_METRICS)
         + ".\nExit status: 0 ok; 1 regressions with --fail-on-regression (or unreliable verdicts with "
           "--fail-on-unreliable, mismatches with --fail-on-mismatch); "
           "2 missing/unreadable input or bad arguments.")

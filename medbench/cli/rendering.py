@@ -12,7 +12,7 @@ import textwrap
 import pandas as pd
 
 from medbench.analysis.ablation import ablation_table, only_baseline
-from medbench.analysis.collate import DELTA_HEADERS, Collated, point_label
+from medbench.analysis.collate import DELTA_HEADERS, Collated, point_label, setting_label
 from medbench.cli import paper
 from medbench.cli.tables import (blank, constant_settings, delta_view, drop_empty, fixed, render_frame, runs_view,
                                   setting_line)
@@ -78,6 +78,21 @@ def _failed_lines(c: Collated) -> list[str]:
     return lines
 
 
+def _verdict_notes(c: Collated) -> list[str]:
+    """The table-level caveats; the unreliable rows in one line (each row's reason is its footnote in the table)."""
+    caveats = c.caveats or []
+    unreliable = c.delta[c.delta["verdict"] == "unreliable"] if not c.delta.empty else c.delta
+    if len(unreliable) < 2:
+        return caveats
+    by_setting: dict[str, list[str]] = {}
+    for _, r in unreliable.iterrows():
+        by_setting.setdefault(setting_label(r), []).append(str(r["model"]))
+    rows = "; ".join(f"{', '.join(models)} at {where}" for where, models in by_setting.items())
+    return [line for line in caveats if ": unreliable (" not in line] + [
+        f"{len(unreliable)} rows unreliable, no verdict ({rows}): why is in the Δ% table's notes; the flagged runs "
+        "are named in the warnings"]
+
+
 def _delta_title(c: Collated) -> str:
     return (f"Δ% vs {c.baseline or 'baseline'} (same imgsz, batch, device, precision, backend; replicates aggregated; "
             f"p50 Δ% with its 95% interval; verdict: beyond ±{c.threshold:g}% and the interval excludes 0)")
@@ -110,7 +125,7 @@ def render_report(c: Collated, fmt: str = "text") -> str:
     if fmt == "csv":
         return render(c.table, "csv")
     blocks = _blocks(c, fmt)
-    notes = [("Verdicts", [f"note: {line}" for line in c.caveats or []]),
+    notes = [("Verdicts", [f"note: {line}" for line in _verdict_notes(c)]),
              ("Warnings", [f"warning: {w}" for w in c.warnings]), ("Failed runs", _failed_lines(c)),
              ("Skipped files", [f"skipped {p}: {why}" for p, why in c.found.skipped])]
     if fmt == "md":

@@ -133,7 +133,7 @@ def test_samples_times_1_2_is_a_regression_and_fails_the_gate(real_record, tmp_p
     proc = compare_cli("--baseline", a, "--current", b, "--fail-on-regression", "--output", "report.json",
                        cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Regressions (4)" in proc.stdout and "+20.0%" in proc.stdout
+    assert "Regressions: 4 metrics in 1 setting" in proc.stdout and "+20.0%" in proc.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["has_regressions"] is True and report["summary"]["regressions"] == 4
     p50 = next(r for r in report["regressions"] if r["metric"] == "latency.p50_ms")
@@ -301,7 +301,7 @@ def test_directories_match_by_setting_and_list_unmatched_and_failed(real_record,
     assert [c.metric for c in report.regressions] == ["status"] and "oom" in report.regressions[0].note
     assert any(w.startswith("skipped") and "unreadable" in w for w in report.warnings)
     text = render(report)
-    assert "FAILED:" in text and "Only in baseline (1)" in text and "1 unmatched" in text
+    assert "Failed: 1 setting" in text and "Only in baseline: 1 setting" in text and "1 unmatched" in text
 
 
 def _suite(samples: list[float], throughput: float, name: str = "resnet50_forward") -> dict:

@@ -102,7 +102,9 @@ def _failed_runs(b: list[Entry], c: list[Entry], label: str,
     if bad and (not b_ok or not c_ok):
         why = "; ".join(dict.fromkeys(f"{'baseline' if e in b else 'current'} {e.status}" + (f" ({e.error})" if e.error
                                       else "") for e in bad))
-        report.failed.append({"setting": label, "why": why})
+        report.failed.append({"setting": label, "why": why, "errors": [  # the full story, for the JSON report
+            {"side": "baseline" if e in b else "current", "status": e.status, "error": e.error,
+             "traceback": e.traceback, "source": e.source} for e in bad]})
         if b_ok and not c_ok:  # it ran before and fails now: that is a regression
             report.changes.append(MetricChange(label, "status", "ok", c[-1].status, None, None, "regression",
                                                note=c[-1].error))

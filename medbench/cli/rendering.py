@@ -12,7 +12,7 @@ import textwrap
 import pandas as pd
 
 from medbench.analysis.ablation import ablation_table, only_baseline
-from medbench.analysis.collate import DELTA_HEADERS, Collated, point_label, setting_label
+from medbench.analysis.collate import Collated, point_label, setting_label
 from medbench.cli import paper
 from medbench.cli.tables import (blank, constant_settings, delta_view, drop_empty, fixed, render_frame, runs_view,
                                   setting_line)

@@ -81,7 +81,7 @@ def constant_settings(rows: pd.DataFrame, columns: Sequence[str] = SETTING_COLUM
     """Setting columns with one known value for every row (shown once above the table, not in every row)."""
     out = {}
     for col in columns:
-        if col in rows and len(rows) > 1:
+        if col in rows and len(rows):
             values = {str(v) for v in rows[col] if not blank(v)}
             if len(values) == 1:
                 out[col] = values.pop()
@@ -95,7 +95,7 @@ def setting_line(constant: dict[str, str]) -> str:
 def runs_view(table: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFrame]:
     """The runs table as display strings, and the settings every run shares (one line)."""
     ok = table[table["status"] == "ok"]
-    constant = constant_settings(ok if len(ok) > 1 else table)
+    constant = constant_settings(ok if len(ok) else table)
     out = pd.DataFrame({"model": table["model"].map(lambda v: "" if blank(v) else str(v))})
     for col in [c for c in SETTING_COLUMNS if c not in constant]:
         out[col] = table[col].map(lambda v: "" if blank(v) else str(v))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from medbench.analysis.ablation import COLUMNS
 from medbench.cli.tables import SETTING_COLUMNS, blank, constant_settings, decimals_to_tell_apart, drop_empty, fixed, \
-    params_cells, pct, setting_line
+    numeric, params_cells, pct, setting_line
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
           "}": r"\}", "~": r"$\sim$", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
@@ -116,9 +116,7 @@ def _grouped_header(heads: list[str], group: str) -> list[str]:
 def tabular(view: pd.DataFrame, breaks: Sequence[int] = (), group: str | None = None) -> str:
     """A booktabs ``tabular`` (cells already LaTeX): numbers right-aligned, text left; ``\\midrule`` before the
     rows in ``breaks``; ``group``: columns ``<group> ... (ms)`` under one spanning header."""
-    numeric = [any(ch.isdigit() for ch in "".join(view[c])) and not view[c].str.match(r"^[A-Za-z]").any()
-               for c in view.columns]
-    spec = "".join("r" if n else "l" for n in numeric)
+    spec = "".join("r" if numeric(view[c]) else "l" for c in view.columns)
     heads = _grouped_header(list(map(str, view.columns)), group) if group else \
         [" & ".join(escape(h) for h in view.columns) + r" \\"]
     lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", *heads, "\\midrule"]

@@ -157,12 +157,15 @@ def delta_view(delta: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFram
     return setting_line(constant), drop_empty(out), [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
 
 
+def numeric(cells: pd.Series) -> bool:
+    """A column of numbers (right-aligned): digits in it, and no cell starting with a letter (``ghost_eca_p2``)."""
+    text = [str(v) for v in cells if str(v)]
+    return any(ch.isdigit() for v in text for ch in v) and not any(v[0].isalpha() for v in text)
+
+
 def render_frame(df: pd.DataFrame, fmt: str = "text") -> str:
     """A frame of display strings as a text (``simple``) or GitHub Markdown table; numbers right-aligned."""
-    align = ["right" if any(ch.isdigit() for ch in "".join(df[c])) and c not in ("model", "device", "precision",
-                                                                                  "backend", "variant", "flag",
-                                                                                  "status", "note", "runs")
-             else "left" for c in df.columns]
+    align = ["right" if numeric(df[c]) else "left" for c in df.columns]
     padding, tabulate_module.MIN_PADDING = tabulate_module.MIN_PADDING, 0  # no 2 spaces beside every header
     try:
         return tabulate(df.values.tolist(), headers=list(df.columns), disable_numparse=True, missingval="",

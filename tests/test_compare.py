@@ -13,6 +13,7 @@ from scipy.stats import mannwhitneyu
 from conftest import QUICK, only_result, run_medbench
 from medbench.analysis import stats
 from medbench.analysis.compare import compare_sources, load_entries, threshold_for
+from medbench.cli.compare import render
 from medbench.analysis.judging import judge_metric
 from medbench.analysis.replicates import Run
 from medbench.results.metrics import BY_NAME
@@ -299,7 +300,7 @@ def test_directories_match_by_setting_and_list_unmatched_and_failed(real_record,
     assert report.missing_in_current == [next(e.label for e in load_entries(tmp_path / "base") if "ghost" in e.label)]
     assert [c.metric for c in report.regressions] == ["status"] and "oom" in report.regressions[0].note
     assert any(w.startswith("skipped") and "unreadable" in w for w in report.warnings)
-    text = report.render()
+    text = render(report)
     assert "Failed: 1 setting" in text and "Only in baseline: 1 setting" in text and "1 unmatched" in text
 
 

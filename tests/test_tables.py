@@ -179,7 +179,7 @@ def test_backend_delta_renders_in_every_format():
     recs = [_record("eca", 10.0), _record("eca", 7.0, run=1)]
     recs[1]["metadata"]["backend"] = "onnxruntime"
     c = _collated(recs, "eca")
-    c.backend_delta = backend_delta_table(c.table, "pytorch")
+    c.backend_delta = backend_delta_table(c.table, base_backend="pytorch")
     text = render_report(c, "text")
     assert "Δ% vs backend pytorch" in text and "onnxruntime" in text and "nan" not in text
     assert "Δ% vs backend pytorch" in render_report(c, "md")

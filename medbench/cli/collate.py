@@ -58,9 +58,11 @@ def run_collation(root: Path | str, outputs: list[tuple[Path, str]], baseline: s
     """The one code path of the command and the end-of-sweep callback: collate, write, optionally plot."""
     c = build(root, baseline, threshold)
     if baseline_backend:
-        from medbench.analysis.backend_delta import backend_delta_table
+        from medbench.analysis import backend_delta
 
-        c.backend_delta = backend_delta_table(c.table, baseline_backend)
+        c.backend_delta = backend_delta.backend_delta_table(c.table, backend_delta.runs_by_dir(c.found.records),
+                                                            baseline_backend, threshold)
+        c.caveats = [*(c.caveats or []), *backend_delta.caveats(c.backend_delta)]
     written = [p for output, fmt in outputs for p in write_output(c, output, fmt)]
     if plot_dir is not None:
         from medbench.cli.plots import write_plots
@@ -69,12 +71,14 @@ def run_collation(root: Path | str, outputs: list[tuple[Path, str]], baseline: s
     return c, written
 
 
-def collate_sweep(sweep_dir: Path, baseline: str | None = None, plot: bool = False) -> Collated | None:
+def collate_sweep(sweep_dir: Path, baseline: str | None = None, plot: bool = False,
+                  baseline_backend: str | None = None) -> Collated | None:
     """What the end of a sweep does (also after a sweep that stopped): write comparison.csv / .md into the sweep dir
     and print the tables. Returns None when collation failed (said in one line: the sweep itself ran)."""
     outputs = [(sweep_dir / "comparison.csv", "csv"), (sweep_dir / "comparison.md", "md")]
     try:
-        c, written = run_collation(sweep_dir, outputs, baseline, sweep_dir if plot else None)
+        c, written = run_collation(sweep_dir, outputs, baseline, sweep_dir if plot else None,
+                                   baseline_backend=baseline_backend)
     except (MedbenchError, OSError) as exc:  # --plot without matplotlib, a full disk: the points themselves ran
         log.error("medbench: collation failed: %s", first_line(exc))
         return None
@@ -86,16 +90,18 @@ def collate_sweep(sweep_dir: Path, baseline: str | None = None, plot: bool = Fal
 class CollateCallback(Callback):
     """At the end of a multirun, write comparison.csv and comparison.md into the sweep dir (same code as the command).
 
-    Options (``hydra.callbacks.collate.baseline=ghost``, ``hydra.callbacks.collate.plot=true``) are passed by Hydra.
+    Options (``hydra.callbacks.collate.baseline=ghost``, ``hydra.callbacks.collate.plot=true``,
+    ``hydra.callbacks.collate.baseline_backend=pytorch``) are passed by Hydra.
     The sweep's exit status is computed by ``medbench.cli.app`` from the records written, not passed from here.
     """
 
-    def __init__(self, baseline: str | None = None, plot: bool = False) -> None:
+    def __init__(self, baseline: str | None = None, plot: bool = False, baseline_backend: str | None = None) -> None:
         self.baseline = baseline
         self.plot = plot
+        self.baseline_backend = baseline_backend
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        collate_sweep(Path(config.hydra.sweep.dir), self.baseline, self.plot)
+        collate_sweep(Path(config.hydra.sweep.dir), self.baseline, self.plot, self.baseline_backend)
 
 
 OWN_FILES = ("comparison.csv", "comparison_delta.csv", "comparison_backend_delta.csv", "comparison.md")

@@ -12,7 +12,7 @@ import textwrap
 import pandas as pd
 
 from medbench.analysis.ablation import ablation_table, only_baseline
-from medbench.analysis.collate import DELTA_HEADERS, Collated, point_label, setting_label
+from medbench.analysis.collate import Collated, point_label, setting_label
 from medbench.cli import paper
 from medbench.cli.tables import (blank, constant_settings, delta_view, drop_empty, fixed, render_frame, runs_view,
                                   setting_line)
@@ -112,11 +112,9 @@ def _blocks(c: Collated, fmt: str) -> list[tuple[str, str]]:
         said = setting_line(constant_settings(c.table[c.table["status"] == "ok"]))
         blocks.append((_delta_title(c), render_delta(c.delta, fmt, said)))
     if c.backend_delta is not None and not c.backend_delta.empty:
-        from medbench.analysis.backend_delta import HEADERS
-
-        shown = c.backend_delta.drop(columns="baseline", errors="ignore").rename(columns={**HEADERS, **DELTA_HEADERS})
         blocks.append((f"Δ% vs backend {c.backend_delta.attrs.get('base')} (same model, imgsz, batch, device, "
-                       "precision; medians over runs)", _frame(_generic(shown), fmt)))
+                       "precision; replicates aggregated; p50 Δ% with its 95% interval; verdict: beyond "
+                       f"±{c.threshold:g}% and the interval excludes 0)", render_delta(c.backend_delta, fmt)))
     return blocks
 
 

@@ -184,3 +184,26 @@ def test_backend_delta_renders_in_every_format():
     assert "Δ% vs backend pytorch" in text and "onnxruntime" in text and "nan" not in text
     assert "Δ% vs backend pytorch" in render_report(c, "md")
     assert "backend pytorch" in render_report(c, "latex") and "onnxruntime" in render_report(c, "latex")
+
+
+def test_outputs_never_replace_the_sweeps_own_files(tmp_path):
+    from argparse import Namespace
+
+    from medbench.cli.collate import _outputs
+    from medbench.errors import MedbenchError
+
+    def plan(**kw):
+        args = Namespace(directory=tmp_path, output=None, format=None, force=False, baseline=None,
+                         threshold=DEFAULT_THRESHOLD, baseline_backend=None)
+        vars(args).update(kw)
+        return [(p.name, fmt) for p, fmt in _outputs(args)]
+
+    assert plan() == [("comparison.csv", "csv"), ("comparison.md", "md")]  # the sweep's own, refreshed
+    assert plan(baseline="ghost", threshold=3.0) == [("comparison-vs-ghost-threshold-3.csv", "csv"),
+                                                     ("comparison-vs-ghost-threshold-3.md", "md")]
+    assert plan(format="latex") == []  # printed to stdout
+    assert plan(output=tmp_path / "t.tex") == [("t.tex", "latex")]
+    (tmp_path / "comparison_delta.csv").write_text("x")
+    with pytest.raises(MedbenchError, match="comparison_delta.csv is the sweep's own table"):
+        plan(output=tmp_path / "comparison.csv")  # its _delta sibling would be replaced
+    assert plan(output=tmp_path / "comparison.csv", force=True) == [("comparison.csv", "csv")]

@@ -19,10 +19,11 @@ import tabulate as tabulate_module
 from tabulate import tabulate
 
 from medbench.analysis.deltas import DELTA_HEADERS
-from medbench.results.metrics import DELTAS, METRICS
+from medbench.results.metrics import DELTAS, METRICS, TABLE
 
 SETTING_COLUMNS = ["imgsz", "batch", "device", "precision", "backend"]
 BY_COLUMN = {m.column: m for m in METRICS}
+DECIMALS = {"fps": 1, "fps_pipelined": 1, "peak_gpu_mem_MB": 1, "iqr_pct": 1}  # the rest: 2 (ms)
 HEADER_WIDTH = 9  # a text header is wrapped to this many characters per line
 
 
@@ -103,17 +104,17 @@ def runs_view(table: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFrame
         out["variant"] = table["variant"].fillna("")
     if table["repeat"].fillna(0).astype(bool).any():
         out["repeat"] = table["repeat"].map(lambda v: "" if blank(v) else str(int(v)))
-    kind, cells = params_cells(table)
-    out[header("params", "" if kind == "count" else "M", fmt)] = cells
-    out[_metric_header("gflops", fmt)] = [fixed(v, decimals_to_tell_apart(table["gflops"], 2, 4) or 2)
-                                          for v in table["gflops"]]
-    for col in ("latency_mean_ms", "latency_p50_ms"):
-        out[_metric_header(col, fmt)] = [fixed(v, 2) for v in table[col]]
-    ci = [f"{fixed(lo, 2)}–{fixed(hi, 2)}" if not (blank(lo) or blank(hi)) else ""
-          for lo, hi in zip(table["p50_ci_lo_ms"], table["p50_ci_hi_ms"])]
-    out[header("p50 95% CI", "ms", fmt)] = ci
-    for col, d in (("latency_p95_ms", 2), ("fps", 1), ("fps_pipelined", 1), ("peak_gpu_mem_MB", 1), ("iqr_pct", 1)):
-        out[_metric_header(col, fmt)] = [fixed(v, d) for v in table[col]]
+    for m in TABLE:  # the metric table's columns, in its order
+        if m.column == "params_M":
+            kind, cells = params_cells(table)
+            out[header("params", "" if kind == "count" else "M", fmt)] = cells
+            continue
+        d = (decimals_to_tell_apart(table[m.column], 2, 4) or 2) if m.column == "gflops" else DECIMALS.get(m.column, 2)
+        out[_metric_header(m.column, fmt)] = [fixed(v, d) for v in table[m.column]]
+        if m.column == "latency_p50_ms":
+            out[header("p50 95% CI", "ms", fmt)] = [f"{fixed(lo, 2)}–{fixed(hi, 2)}" if not (blank(lo) or blank(hi))
+                                                    else "" for lo, hi in zip(table["p50_ci_lo_ms"],
+                                                                              table["p50_ci_hi_ms"])]
     out["flag"] = table["flag"].fillna("")
     if (table["status"] != "ok").any():
         out["status"] = table["status"]

@@ -57,7 +57,7 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         },
         "model_complexity": {"params": None, "params_M": None, "gflops": None, "gflops_unfused": None,
                              "fused": None},
-        "latency": None, "throughput": None, "memory": None,
+        "accuracy": None, "latency": None, "throughput": None, "memory": None,
         "cold_start": {"model_load_ms": None, "first_forward_ms": None, "warmup_ms": None, "compile_ms": None,
                        "cuda_graph_capture_ms": None, "model_from_cache": None, "eager_forward_ms": None,
                        "graph_breaks": None, "graph_break_reasons": None, "compiled_graphs": None, "recompiles": None,
@@ -113,12 +113,13 @@ def _note_bf16(record: dict[str, Any], device: torch.device, dtype: torch.dtype)
 def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """Build/load, count, fuse and place the model; ``model_load_ms`` = build (or copy from the process's
     model cache, then ``model_from_cache`` is true) + fuse + move to the device."""
-    from medbench.models import MODELS, cached_gflops, prepare_for_inference
+    from medbench.models import MODELS, accuracy, cached_gflops, prepare_for_inference
 
     (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
     record["cold_start"]["model_from_cache"] = cached  # a sweep's later points copy the model instead of building
     record["metadata"].update(model_name=loaded.name, label_source=loaded.label_source)
     record["warnings"].extend(loaded.warnings)
+    record["accuracy"] = accuracy.resolve(job.model.accuracy, loaded.accuracy)  # config, else the checkpoint's
     record["metadata"].update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
                               weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
     params = loaded.params  # counted as built, before fusing folds BatchNorm away

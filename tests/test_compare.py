@@ -243,6 +243,25 @@ def test_replicates_are_groups_judged_from_run_medians(real_record, tmp_path):
     assert p50.ci_pct[0] > 0 and p50.note is None and report.matched == 1
 
 
+def test_interleaved_replicates_are_paired_and_drift_cancels(real_record, tmp_path):
+    """The README's CI workflow: base run r, current run r, alternating, on a machine that drifts by 40%."""
+    drift = [1.0, 1.4, 0.95, 1.25, 1.1]
+    for side, factor, offset in (("base", 1.0, 0), ("same", 1.0, 1), ("slow", 1.10, 1)):
+        for i, level in enumerate(drift):
+            rec = with_samples(real_record, [s * level * factor for s in quiet_samples(seed=10 * i + offset)])
+            rec["metadata"]["repeat"] = i
+            rec["provenance"]["started_at"] = f"2026-11-24T20:00:{10 * i + 5 * offset:02d}+00:00"
+            save(tmp_path / side / str(i) / "result.json", rec)
+    aa = compare_cli("--baseline", "base", "--current", "same", "--fail-on-regression", "--output", "aa.json",
+                     cwd=tmp_path)
+    assert aa.returncode == 0, aa.stdout
+    p50 = next(c for c in json.loads((tmp_path / "aa.json").read_text())["stable"] if c["metric"] == "latency.p50_ms")
+    assert p50["test"].startswith("paired runs") and p50["runs"] == [5, 5] and abs(p50["delta_pct"]) < 2
+    slow = compare_sources(tmp_path / "base", tmp_path / "slow")
+    p50 = next(c for c in slow.changes if c.metric == "latency.p50_ms")
+    assert p50.verdict == "regression" and p50.test.startswith("paired runs") and p50.ci_pct[0] > 5.0
+
+
 def test_missing_and_corrupt_baseline_are_one_line_and_exit_2(real_record, tmp_path):
     cur = save(tmp_path / "cur.json", real_record)
     proc = compare_cli("--baseline", "nope/result.json", "--current", cur, cwd=tmp_path)

@@ -29,7 +29,7 @@ from typing import Any
 
 from medbench.analysis.entries import Entry, load_entries
 from medbench.analysis.judging import judge_metric
-from medbench.analysis.replicates import Run
+from medbench.analysis.replicates import Run, epoch_seconds
 from medbench.errors import ResultError
 from medbench.results.metrics import COMPARED, ENV_FIELDS, Metric
 from medbench.text import number
@@ -189,7 +189,8 @@ def _values(group: list[Entry], metric: str) -> list[float | None]:
 
 def _runs(entries: list[Entry]) -> list[Run]:
     return [Run(e.metrics["latency.p50_ms"], tuple(e.samples_ms) if e.samples_ms else None, e.flags, e.source,
-                {"mean_ms": e.metrics["latency.mean_ms"]} if e.metrics.get("latency.mean_ms") else {})
+                {"mean_ms": e.metrics["latency.mean_ms"]} if e.metrics.get("latency.mean_ms") else {},
+                e.repeat, epoch_seconds(e.timestamp))
             for e in entries if e.metrics.get("latency.p50_ms")]
 
 

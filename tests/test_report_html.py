@@ -59,6 +59,7 @@ def test_sweep_report_opens_in_headless_chromium(trained_checkpoints, medbench_c
     assert records["base_s0"]["accuracy"]["source"] in ("checkpoint", "results.csv")
     assert 0.0 <= records["ghost_s0"]["accuracy"]["map50_95"] <= 1.0
     assert records["baseline"]["accuracy"] is None  # random init: null, not 0
+    assert "accuracy mAP50-95 " in proc.stdout + proc.stderr  # the run's summary shows it
 
     page = sweep / "report.html"
     assert page.is_file()  # written by the end-of-sweep callback

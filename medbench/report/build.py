@@ -120,9 +120,9 @@ def _comparison(c: Collated) -> str:
 
 def _pareto_table(front: Front) -> str:
     cols: dict[str, Any] = {k: v for k, v in SETTING_COLUMNS.items() if k != "model"} | {"model": "model"}
-    cols |= {"runs": "runs", front.accuracy_label: "accuracy",
+    cols |= {"runs (clean/all)": "runs", front.accuracy_label: "accuracy",
              f"{front.cost_label} [interval]": _interval_cell("cost", "cost_lo", "cost_hi"),
-             "interval": "interval", "": _status_cell("status"), "dominated by": "dominated_by", "note": "note"}
+             "interval": "interval", "status": _status_cell("status"), "dominated by": "dominated_by", "note": "note"}
     return table(front.table, cols)
 
 

@@ -83,6 +83,7 @@ def pareto_figure(front: Front) -> Any | None:
         ax.grid(True, alpha=0.3)
         ax.margins(x=0.25, y=0.25)
         ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlim(left=max(0.0, ax.get_xlim()[0]))  # latency and GFLOPs are never negative
     fig.tight_layout()
     for ax, (_, rows) in zip(axes, settings):
         place_labels(ax, list(rows["cost"]), list(rows["accuracy"]), [str(m) for m in rows["model"]])

@@ -19,6 +19,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, 
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 1.05em; margin-top: 1.4em; }
 .sub { color: #57606a; margin-top: 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 13px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -89,7 +90,8 @@ def table(df: pd.DataFrame, columns: Mapping[str, str | Cell], *, drop_empty: bo
                       for text, c in (cells[h][i] for h in cells))
         rows.append(f"<tr>{tds}</tr>")
     attr = f' class="{esc(css)}"' if css else ""
-    return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f'<div class="scroll"><table{attr}><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+            "</table></div>")
 
 
 def section(title: str, body: str, anchor: str) -> str:

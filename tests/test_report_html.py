@@ -86,3 +86,26 @@ def test_sweep_report_opens_in_headless_chromium(trained_checkpoints, medbench_c
     pixels = np.asarray(Image.open(shot).convert("RGB"))
     assert pixels.shape == (2400, 1280, 3)
     assert pixels.std() > 20 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50  # text, tables, plots: not blank
+
+
+def test_page_escapes_what_files_say_and_needs_nothing_from_elsewhere(tmp_path: Path) -> None:
+    """Names, warnings and errors come from users' files: escaped, never markup; the page holds no script."""
+    from medbench.analysis.collate import build
+    from medbench.report.build import render
+
+    rng = np.random.default_rng(0)
+    for i, (name, status) in enumerate([("baseline", "ok"), ("<script>alert(1)</script>", "ok"), ("x&y", "failed")]):
+        samples = list(rng.normal(10 + i, 0.2, 30)) if status == "ok" else None
+        record = {"schema_version": 2, "kind": "run", "status": status,
+                  "error": None if status == "ok" else {"type": "model", "message": "weights file not found: <a.pt>"},
+                  "metadata": {"model_name": name, "imgsz": 64, "batch": 1, "device": "cpu", "precision": "fp32"},
+                  "latency": {"p50_ms": float(np.median(samples))} if samples else None, "samples_ms": samples,
+                  "warnings": ["<img src=x onerror=alert(2)>"]}
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "result.json").write_text(json.dumps(record))
+    page = render(build(tmp_path), tmp_path)
+    assert "<script" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "weights file not found: &lt;a.pt&gt;" in page
+    assert "No run carries an accuracy" in page  # random init only: no Pareto front, said why
+    assert page.count('<img src="data:image/png;base64,') == 1  # the latency distributions
+    assert not re.search(r'(src|href)="(https?:)?//', page)

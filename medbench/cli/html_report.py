@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="medbench report", description=DESCRIPTION,
         epilog=f"Without --output the page is DIR/{REPORT_NAME}; a sweep writes that file itself when it ends, so "
                "an existing one is kept unless --force is given (or write elsewhere with --output). "
-               "Exit status: 0 written, 1 no runs found, 2 bad arguments or an existing file.")
+               "Exit status: 0 written, 1 no results found (nothing written), 2 bad arguments or an existing file.")
     parser.add_argument("directory", type=Path, help="sweep directory (or any directory holding result.json files)")
     parser.add_argument("--output", "-o", type=Path, help=f"where to write the page (default: DIR/{REPORT_NAME})")
     parser.add_argument("--force", action="store_true", help="overwrite an existing report")
@@ -44,12 +44,15 @@ def main(argv: list[str] | None = None) -> int:
                                               "it or --output to write elsewhere")
     try:
         c = build(args.directory, args.baseline, args.threshold)
+        if c.table.empty:
+            print(f"medbench report: no results below {args.directory}; nothing written", file=sys.stderr)
+            return 1
         path = write_report(c, output, args.directory)
     except (MedbenchError, OSError) as exc:
         return usage_error("medbench report", exc)
-    ok = int((c.table["status"] == "ok").sum()) if not c.table.empty else 0
+    ok = int((c.table["status"] == "ok").sum())
     print(f"wrote {path} ({len(c.table)} runs, {ok} ok)")
-    return 0 if not c.table.empty else 1
+    return 0
 
 
 if __name__ == "__main__":

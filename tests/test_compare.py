@@ -13,6 +13,7 @@ from scipy.stats import mannwhitneyu
 from conftest import QUICK, only_result, run_medbench
 from medbench.analysis import stats
 from medbench.analysis.compare import compare_sources, load_entries, threshold_for
+from medbench.cli.compare import render
 from medbench.analysis.judging import judge_metric
 from medbench.analysis.replicates import Run
 from medbench.results.metrics import BY_NAME
@@ -132,7 +133,7 @@ def test_samples_times_1_2_is_a_regression_and_fails_the_gate(real_record, tmp_p
     proc = compare_cli("--baseline", a, "--current", b, "--fail-on-regression", "--output", "report.json",
                        cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Regressions (4)" in proc.stdout and "+20.0%" in proc.stdout
+    assert "Regressions: 4 metrics in 1 setting" in proc.stdout and "+20.0%" in proc.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["has_regressions"] is True and report["summary"]["regressions"] == 4
     p50 = next(r for r in report["regressions"] if r["metric"] == "latency.p50_ms")
@@ -299,8 +300,8 @@ def test_directories_match_by_setting_and_list_unmatched_and_failed(real_record,
     assert report.missing_in_current == [next(e.label for e in load_entries(tmp_path / "base") if "ghost" in e.label)]
     assert [c.metric for c in report.regressions] == ["status"] and "oom" in report.regressions[0].note
     assert any(w.startswith("skipped") and "unreadable" in w for w in report.warnings)
-    text = report.render()
-    assert "FAILED:" in text and "Only in baseline (1)" in text and "1 unmatched" in text
+    text = render(report)
+    assert "Failed: 1 setting" in text and "Only in baseline: 1 setting" in text and "1 unmatched" in text
 
 
 def _suite(samples: list[float], throughput: float, name: str = "resnet50_forward") -> dict:

@@ -41,6 +41,7 @@ class Entry:
     repeat: int | None = None  # the replicate index: pairs run r of the baseline with run r of the current side
     notes: list[str] = field(default_factory=list)
     flags: tuple[str, ...] = ()  # why this run is no evidence: loaded, throttled, very noisy (replicates.run_flags)
+    traceback: str | None = None  # a failed run's full traceback (bugs only): for the JSON report, never printed
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -93,7 +94,8 @@ def to_entry(rec: Record, source: str, env: Any = None) -> Entry:
                       else dig(env, f.path.removeprefix("env.")) for f in ENV_FIELDS}, source=source,
                  timestamp=rec.get("provenance.started_at") or meta.timestamp, repeat=replicate_index(rec.get("metadata.repeat")),
                  notes=[note] if note else [],
-                 flags=run_flags(rec.telemetry, rec.noise))
+                 flags=run_flags(rec.telemetry, rec.noise),
+                 traceback=rec.error.traceback if rec.error else None)
 
 
 def entries_of(found: Loaded) -> list[Entry]:

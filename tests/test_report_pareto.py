@@ -12,7 +12,7 @@ from medbench.analysis.pareto import accuracy_column, pareto
 from medbench.analysis.intervals import median_ci
 
 
-def _row(model: str, acc: float | None, p50: float, lo: float | None = None, hi: float | None = None, *,
+def _row(model: str, acc: float | None, p50: float, lo: float = math.nan, hi: float = math.nan, *,
          imgsz: int = 640, gflops: float = 8.0, flag: str = "", **extra) -> dict:
     return {"model": model, "imgsz": imgsz, "batch": 1, "device": "cpu", "precision": "fp32", "backend": "pytorch",
             "variant": "", "status": "ok", "flag": flag, "latency_p50_ms": p50, "p50_ci_lo_ms": lo,

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from medbench.analysis.ablation import _p50_interval as p50_interval  # the p50 interval of the ablation table
 from medbench.analysis.deltas import GROUP
-from medbench.analysis.intervals import CONFIDENCE, median_ci
 from medbench.results.metrics import ACCURACY
 
 ACCURACY_PREFERENCE = ("map50_95_pct", "top1_pct", "map50_pct")  # the headline accuracy, first one present
@@ -68,18 +68,14 @@ def accuracy_column(table: pd.DataFrame) -> str | None:
 
 
 def _interval(rows: pd.DataFrame) -> tuple[float, float, str]:
-    """Latency interval of a model at one setting from its runs' p50 (see the module docstring)."""
-    medians = rows["latency_p50_ms"].dropna().to_numpy(dtype=float)
-    if len(medians) == 1:
-        lo, hi = rows["p50_ci_lo_ms"].iloc[0], rows["p50_ci_hi_ms"].iloc[0]
-        if pd.notna(lo) and pd.notna(hi):
-            return float(lo), float(hi), "within run 95%"
-        return math.nan, math.nan, "1 run, no interval"
-    ci = median_ci(medians, CONFIDENCE)
-    if ci is not None:
-        return ci.lo, ci.hi, f"{len(medians)} runs {ci.confidence:.0%}"
-    coverage = 1.0 - 2.0 ** (1 - len(medians))  # P(min < true median < max) for n runs
-    return float(medians.min()), float(medians.max()), f"{len(medians)} runs range {coverage:.0%}"
+    """Latency interval of a model at one setting from its runs' p50: the ablation table's (one rule for both)."""
+    n = int(rows["latency_p50_ms"].notna().sum())
+    lo, hi, coverage = p50_interval(rows)
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return math.nan, math.nan, f"{n} run{'s' if n != 1 else ''}, no interval"
+    if n == 1:
+        return lo, hi, f"within run {coverage:.0%}"
+    return lo, hi, f"{n} runs {coverage:.0%}" if n >= 6 else f"{n} runs range {coverage:.0%}"
 
 
 def points(table: pd.DataFrame, accuracy: str | None = None, cost: str = "latency_p50_ms") -> pd.DataFrame:

@@ -114,6 +114,9 @@ def runs_view(table: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFrame
     out[header("p50 95% CI", "ms", fmt)] = ci
     for col, d in (("latency_p95_ms", 2), ("fps", 1), ("fps_pipelined", 1), ("peak_gpu_mem_MB", 1), ("iqr_pct", 1)):
         out[_metric_header(col, fmt)] = [fixed(v, d) for v in table[col]]
+    for col in ("map50_95_pct", "map50_pct", "top1_pct", "top5_pct"):  # the weights' accuracy (CSV: all of it)
+        if col in table:
+            out[_metric_header(col, fmt)] = [fixed(v, 1) for v in table[col]]
     out["flag"] = table["flag"].fillna("")
     if (table["status"] != "ok").any():
         out["status"] = table["status"]

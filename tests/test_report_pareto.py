@@ -57,7 +57,9 @@ def test_replicates_give_run_level_intervals_and_flagged_runs_are_left_out() -> 
     ci = median_ci(ghost)
     g = rows["ghost"]
     assert (g["cost_lo"], g["cost_hi"]) == (ci.lo, ci.hi) and g["interval"] == f"7 runs {ci.confidence:.0%}"
-    assert b["status"] == g["status"] == "front"
+    assert b["status"] == g["status"] == "front" and b["note"] == ""
+    flagged = _by_model(pareto(table.assign(flag="loaded")))["baseline"]
+    assert flagged["runs"] == "0/6" and flagged["note"].startswith("no clean run")
 
 
 def test_each_setting_has_its_own_front_and_gflops_has_no_noise_notes() -> None:

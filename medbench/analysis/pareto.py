@@ -131,7 +131,10 @@ def mark_front(pts: pd.DataFrame, with_intervals: bool = True) -> pd.DataFrame:
                 continue
             by = [b for j, b in usable.iterrows() if j != i and _dominates(b, a)]
             noisy = [str(b["model"]) for b in by if with_intervals and _overlap(a, b)]
-            note = f"within noise: latency intervals overlap with {', '.join(noisy)}" if noisy else ""
+            notes = [f"within noise: latency intervals overlap with {', '.join(noisy)}"] if noisy else []
+            if str(a["runs"]).startswith("0/"):
+                notes.append("no clean run: from flagged (loaded / throttled / very noisy) runs")
+            note = "; ".join(notes)
             marks[i] = (DOMINATED if by else ON_FRONT, ", ".join(str(b["model"]) for b in by), note)
     for k, col in enumerate(("status", "dominated_by", "note")):
         out[col] = [marks[i][k] for i in out.index]

@@ -103,7 +103,11 @@ def distributions_figure(groups: Sequence[tuple[str, Mapping[str, list[list[floa
         names = list(models)
         pooled = [np.concatenate([np.asarray(r, dtype=float) for r in models[m] if r]) for m in names]
         pos = np.arange(1, len(names) + 1)
-        violins = ax.violinplot(pooled, positions=pos, showextrema=False, widths=0.8)
+        q1, q3 = (np.array([np.percentile(p, q) for p in pooled]) for q in (25, 75))
+        top = float(max(q3 + 3.0 * (q3 - q1))) * 1.1  # far beyond the whiskers: spikes must not flatten the rest
+        above = sum(int((p > top).sum()) for p in pooled)
+        shown = [p[p <= top] if (p <= top).sum() > 1 else p for p in pooled]  # the density of what is drawn
+        violins = ax.violinplot(shown, positions=pos, showextrema=False, widths=0.8)
         for body in violins["bodies"]:
             body.set_alpha(0.35)
         ax.boxplot(pooled, positions=pos, widths=0.25, showfliers=False, medianprops={"color": "black"})
@@ -111,6 +115,10 @@ def distributions_figure(groups: Sequence[tuple[str, Mapping[str, list[list[floa
             medians = [float(np.median(r)) for r in models[m] if r]
             ax.scatter(np.full(len(medians), x) + np.linspace(-0.08, 0.08, len(medians)), medians, s=14,
                        color="tab:red", zorder=3, label="run median" if x == 1 else None)
+        if above:
+            ax.set_ylim(bottom=0, top=top)
+            ax.text(0.01, 0.99, f"{above} slower iteration(s) above the axis", transform=ax.transAxes, fontsize=7,
+                    va="top", color="0.35")
         ax.set_xticks(pos, names, rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("latency per batch (ms)", fontsize=9)
         ax.set_title(label, fontsize=9)

@@ -63,7 +63,8 @@ def test_replicates_give_run_level_intervals_and_flagged_runs_are_left_out() -> 
 
 
 def test_each_setting_has_its_own_front_and_gflops_has_no_noise_notes() -> None:
-    table = pd.DataFrame([_row("baseline", 40.0, 10.0, 9.0, 11.0, gflops=8.7), _row("ghost", 38.0, 10.5, 9.0, 11.0, gflops=5.1),
+    table = pd.DataFrame([_row("baseline", 40.0, 10.0, 9.0, 11.0, gflops=8.7),
+                          _row("ghost", 38.0, 10.5, 9.0, 11.0, gflops=5.1),
                           _row("baseline", 40.0, 30.0, 29.0, 31.0, imgsz=1280, gflops=34.8),
                           _row("ghost", 38.0, 20.0, 19.0, 21.0, imgsz=1280, gflops=20.4)])
     front = pareto(table)

@@ -16,13 +16,15 @@ import pandas as pd
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1b1f24;
        margin: 0 auto; padding: 1.5em 2em 4em; max-width: 1500px; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #d0d7de; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 1.05em; margin-top: 1.4em; }
 .sub { color: #57606a; margin-top: 0; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin: 0.6em 0 1em; font-size: 13px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f8fa; } td:last-child { min-width: 14em; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th { background: #f6f8fa; } td:last-child { min-width: 14em; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr:nth-child(even) td { background: #fbfcfd; }
 .slower { color: #b42318; font-weight: 600; } .faster { color: #067647; font-weight: 600; }
 .unreliable, .dominated { color: #9a6700; } .front { color: #0550ae; font-weight: 600; }

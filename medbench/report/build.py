@@ -158,8 +158,8 @@ def _distributions(c: Collated) -> str:
         _uri(figures.distributions_figure(groups)), "Latency distributions of the raw samples",
         "Every timed iteration (warm-up excluded) of every run, pooled per model: violin = density of what is "
         "drawn, box = median and quartiles (whiskers 1.5 IQR, outliers not drawn), red dots = each run's median "
-        "(the unit of evidence). The axis stops at 3 IQR above the upper quartile: slower spikes count in every statistic but "
-        "are not drawn (their number is written in the corner)."), "distributions")
+        "(the unit of evidence). The axis stops at 3 IQR above the upper quartile: slower spikes count in every "
+        "statistic but are not drawn (their number is written in the corner)."), "distributions")
 
 
 def _runs(c: Collated) -> str:

@@ -88,7 +88,7 @@ def table(df: pd.DataFrame, columns: Mapping[str, str | Cell], *, drop_empty: bo
     head = "".join(f"<th>{esc(h)}</th>" for h in cells)
     rows = []
     for i in range(len(df)):
-        tds = "".join(f'<td class="{c}">{text}</td>' if c else f"<td>{text}</td>"
+        tds = "".join(f'<td class="{esc(c)}">{text}</td>' if c else f"<td>{text}</td>"
                       for text, c in (cells[h][i] for h in cells))
         rows.append(f"<tr>{tds}</tr>")
     attr = f' class="{esc(css)}"' if css else ""

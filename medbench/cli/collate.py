@@ -83,8 +83,20 @@ def collate_sweep(sweep_dir: Path, baseline: str | None = None, plot: bool = Fal
         log.error("medbench: collation failed: %s", first_line(exc))
         return None
     print(render_report(c, "text"))
+    written += _html_report(c, sweep_dir)
     log.info("comparison tables → %s", ", ".join(str(p) for p in written))
     return c
+
+
+def _html_report(c: Collated, sweep_dir: Path) -> list[Path]:
+    """The sweep's report.html (medbench.report); a failure to draw it is one line, never the sweep's failure."""
+    try:
+        from medbench.report.build import REPORT_NAME, write_report
+
+        return [write_report(c, sweep_dir / REPORT_NAME, sweep_dir)]
+    except Exception as exc:  # matplotlib missing or failing, a full disk: the tables are written already
+        log.error("medbench: report.html not written: %s", first_line(exc))
+        return []
 
 
 class CollateCallback(Callback):

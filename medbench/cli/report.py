@@ -54,6 +54,11 @@ def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
         + (f" · stopped by {meta['stopped_by']}" if meta.get("stopped_by") not in (None, "iters") else ""),
     ]
     lines[1:1] = _backend_lines(record)
+    acc = record.get("accuracy")
+    if acc:
+        shown = " · ".join(f"{label} {acc[key] * 100:.1f}%" for key, label in
+                           (("map50_95", "mAP50-95"), ("map50", "mAP50"), ("top1", "top-1")) if acc.get(key) is not None)
+        lines.insert(2, f"  accuracy {shown} (from {acc.get('source')})")
     if record.get("stages"):
         stages = " · ".join(f"{k} {v['p50_ms']:.2f}" for k, v in record["stages"].items())
         lines.append(f"  stages (p50 ms)  {stages}")

@@ -62,6 +62,7 @@ class LoadedModel:
     params: int = 0  # count_params(module) as built, before any fusing
     label_source: str = "model.name"  # where ``name`` came from (medbench.models.identity.LABEL_SOURCES)
     warnings: list[str] = field(default_factory=list)  # e.g. the chosen group does not describe the checkpoint
+    accuracy: dict[str, Any] | None = None  # validation metrics the checkpoint's training run recorded (models.accuracy)
 
 
 def count_params(module: nn.Module) -> int:
@@ -129,8 +130,10 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 def _build_ultralytics(spec: ModelConfig) -> dict[str, Any]:
     if spec.weights:
-        module, path, sha, task = load_weights(spec.weights, spec.task, trust=spec.trust_weights, imports=spec.imports)
+        module, path, sha, task, accuracy = load_weights(spec.weights, spec.task, trust=spec.trust_weights,
+                                                         imports=spec.imports)
         out = {"module": module, "task": task, "random_init": False, "cfg": None, "weights": str(path), "weights_sha256": sha,
+               "accuracy": accuracy,
                "warnings": group_mismatch(spec.cfg, spec.num_classes, module) if spec.cfg else []}
     else:
         module, cfg, task = build_from_yaml(spec.cfg, spec.task, spec.num_classes)

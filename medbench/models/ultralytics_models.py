@@ -149,16 +149,20 @@ def model_from_checkpoint(ckpt: Any, path: Path) -> nn.Module:
 
 
 def load_weights(weights: str, task: str | None, *, trust: bool = False,
-                 imports: tuple[str, ...] | list[str] = ()) -> tuple[nn.Module, Path, str, str]:
-    """Load a trained checkpoint. Returns (float32 model in eval mode, absolute path, sha256, task of the model)."""
+                 imports: tuple[str, ...] | list[str] = ()) -> tuple[nn.Module, Path, str, str, dict[str, Any] | None]:
+    """Load a trained checkpoint. Returns (float32 model in eval mode, absolute path, sha256, task of the model,
+    the validation accuracy its training run recorded or None: ``medbench.models.accuracy``)."""
     from ultralytics.nn.tasks import guess_model_task
 
+    from medbench.models.accuracy import from_checkpoint
+
     path = resolve_weights(weights)
-    model = model_from_checkpoint(torch_load(path, trust=trust, imports=imports), path).float().eval()  # trainer saves half: cast back
+    ckpt = torch_load(path, trust=trust, imports=imports)
+    model = model_from_checkpoint(ckpt, path).float().eval()  # trainer saves half: cast back
     ckpt_task = guess_model_task(model)
     if task and ckpt_task != task:
         raise ModelError(f"checkpoint {path} is a {ckpt_task} model but model.task is {task}")
-    return model, path, file_sha256(path), ckpt_task
+    return model, path, file_sha256(path), ckpt_task, from_checkpoint(ckpt, path)
 
 
 def describe(model: nn.Module) -> dict[str, Any]:

@@ -101,6 +101,22 @@ class ModelComplexity(Numbers):
     fused: bool | None = None
 
 
+class Accuracy(Block):
+    """Validation accuracy of the timed weights, fractions in [0, 1] (``medbench.models.accuracy``); the whole block is
+    null for a random-init model. ``source``: ``checkpoint`` (its ``train_metrics``), ``results.csv`` (the training
+    run's last row) or ``config`` (``model.accuracy.*``); ``file`` the file read, ``epoch`` when known."""
+
+    map50_95: Annotated[float, Strict()] | None = None
+    map50: Annotated[float, Strict()] | None = None
+    precision: Annotated[float, Strict()] | None = None
+    recall: Annotated[float, Strict()] | None = None
+    top1: Annotated[float, Strict()] | None = None
+    top5: Annotated[float, Strict()] | None = None
+    source: Literal["checkpoint", "results.csv", "config"] | None = None
+    file: str | None = None
+    epoch: int | None = None
+
+
 class Latency(Numbers):
     """Per timed call (one batch), milliseconds, from ``samples_ms``."""
 
@@ -233,6 +249,7 @@ class Record(Block):
     error: ErrorInfo | None = None
     metadata: Metadata = Field(default_factory=Metadata)
     model_complexity: ModelComplexity | None = None
+    accuracy: Accuracy | None = None
     latency: Latency | None = None
     throughput: Throughput | None = None
     memory: Memory | None = None

@@ -82,7 +82,7 @@ def _bf16_mode(device: torch.device, dtype: torch.dtype) -> tuple[dict[str, Any]
 def _load_model(job: Job, device: torch.device, dtype: torch.dtype) -> ModelPart:
     """Build/load, count, fuse and place the model; ``model_load_ms`` = build (or copy from the process's
     model cache, then ``model_from_cache`` is true) + fuse + move to the device."""
-    from medbench.models import MODELS, cached_gflops, prepare_for_inference
+    from medbench.models import MODELS, accuracy, cached_gflops, prepare_for_inference
 
     (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
     warnings = list(loaded.warnings)
@@ -110,7 +110,7 @@ def _load_model(job: Job, device: torch.device, dtype: torch.dtype) -> ModelPart
                      ModelComplexity(params=params, params_M=params / 1e6, gflops=gflops,
                                      gflops_unfused=gflops_unfused, fused=fused),
                      {"model_load_ms": build_ms + fuse_ms + place_ms, "model_from_cache": cached},  # later points copy
-                     warnings)
+                     warnings, accuracy.resolve(job.model.accuracy, loaded.accuracy))  # config, else the checkpoint's
 
 
 def _load_inputs(job: Job, device: torch.device, dtype: torch.dtype, list_dir: Path) -> InputPart:

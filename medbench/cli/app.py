@@ -26,6 +26,8 @@ from medbench.errors import MedbenchError, OutputError
 from medbench.cli import signals
 from medbench.cli.report import one_line, summary_lines
 from medbench.cli.signals import Interrupted
+from medbench.run.progress import point_line, set_sweep_total
+from medbench.text import display_path
 from medbench.results.record import Record, failed
 from medbench.results.store import collect_env, error_block, provenance, utc_now, write_json_atomic
 from medbench.config.given import without_group_defaults
@@ -107,6 +109,8 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     overrides = list(hc.overrides.task)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     without_group_defaults(cfg, overrides, choices)  # a checkpoint's label and architecture come from itself
+    if multirun:
+        log.info(point_line(int(hc.job.num) + 1, overrides))
     try:
         result_file = check_result_file(cfg.result_file)
     except MedbenchError:
@@ -130,14 +134,14 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     path = _write_record(run_dir / result_file, record)
     note_written("run", path)
     if record["status"] == "ok":
-        for line in summary_lines(record, path):
+        for line in summary_lines(record, display_path(path)):
             log.info(line)
     else:
-        log.error("medbench: error: %s  (%s error; record: %s)", record["error"]["message"], record["error"]["type"], path)
+        log.error("medbench: error: %s  (%s error; record: %s)", record["error"]["message"], record["error"]["type"], display_path(path))
         if record["error"].get("traceback"):
             log.debug(record["error"]["traceback"])
         # Returning (not raising) keeps Hydra from aborting a sweep and from printing its own error banner.
-    return {"status": record["status"], "path": str(path)}
+    return {"status": record["status"], "path": str(path), "p50_ms": (record.get("latency") or {}).get("p50_ms")}
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> Path:
@@ -174,6 +178,8 @@ class SweepDirCallback(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         note_written("sweep", sweep_dir)
         points = plan_points(config)
+        set_sweep_total(len(points) if points is not None else None)
+        log.info("sweep of %s point(s) → %s", len(points) if points is not None else "?", display_path(sweep_dir))
         if points is not None:
             try:
                 write_plan(sweep_dir, points)

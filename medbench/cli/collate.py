@@ -25,7 +25,7 @@ from medbench.analysis.collate import DELTA_HEADERS, HIDDEN, Collated, build, se
 from medbench.analysis.deltas import DEFAULT_THRESHOLD
 from medbench.errors import MedbenchError
 from medbench.results.store import write_text_atomic
-from medbench.text import first_line, usage_error
+from medbench.text import display_path, first_line, usage_error
 
 log = logging.getLogger("medbench")
 FORMATS = {"csv": ".csv", "md": ".md", "latex": ".tex"}
@@ -153,7 +153,7 @@ def collate_sweep(sweep_dir: Path, baseline: str | None = None, plot: bool = Fal
         log.error("medbench: collation failed: %s", first_line(exc))
         return None
     print(render_report(c, "text"))
-    log.info("comparison tables → %s", ", ".join(str(p) for p in written))
+    log.info("comparison tables → %s", ", ".join(display_path(p) for p in written))
     return c
 
 

@@ -23,6 +23,7 @@ from medbench.models.identity import checkpoint_label
 from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
 from medbench.run.measured import fill_measurement
+from medbench.run.progress import PointProgress
 from medbench.results.store import SCHEMA_VERSION, collect_env, error_block, provenance, utc_now
 from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, compile_stats, cuda_bf16_mode, dtype_for,
                                   effective_channels_last, place_batch, place_model, runtime_settings, time_compilation)
@@ -67,10 +68,6 @@ def new_record(job: Job, overrides: list[str], choices: dict[str, Any]) -> dict[
         "samples_ms": None, "noise": None, "stages": None, "telemetry": empty_block(), "warnings": [],
         "env": None, "provenance": {**provenance(), "started_at": utc_now(), "ended_at": None},
     }
-
-
-def _progress(done: int, planned: int, last_ms: float) -> None:
-    log.info("  timed %d/%d iterations (last %.2f ms)", done, planned, last_ms)
 
 
 def _measure_into(record: dict[str, Any], job: Job, list_dir: Path) -> None:
@@ -181,11 +178,17 @@ def _timed_section(record: dict[str, Any], job: Job, module: torch.nn.Module, in
             if hasattr(step, "stage_stats"):
                 record["stages"] = step.stage_stats()
 
-        m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
-                    min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
-                    pipelined_iters=job.iters.pipelined_iters if job.scope == "forward" else 0, progress=_progress,
-                    after_warmup=_then(after_warmup, probe.start), after_loop=after_loop,
-                    stop=_precision_rule(job.iters.target_ci_pct), max_time_s=job.iters.max_time_s)
+        bar = PointProgress(f"{record['metadata']['model_name']}", job.iters.warmup, job.iters.iters)
+        try:
+            m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
+                        min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
+                        pipelined_iters=job.iters.pipelined_iters if job.scope == "forward" else 0,
+                        progress=bar.timed, warmup_progress=bar.warmup, after_warmup=_then(after_warmup, probe.start),
+                        after_loop=after_loop, stop=_precision_rule(job.iters.target_ci_pct),
+                        max_time_s=job.iters.max_time_s)
+            bar.finish(len(m.samples_ms))
+        finally:
+            bar.close()
     if mode is not None:
         cold.update(compile_stats(module))
         _compile_warnings(record)

@@ -84,17 +84,21 @@ def _written(path: Path) -> dict[str, list[Path]]:
     return out
 
 
+def composed_config(cfg: DictConfig) -> dict[str, Any]:
+    """The point's full composed config (resolved; the raw tree where an interpolation cannot resolve)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except Exception:
+        return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
+
+
 def _config_failure(cfg: DictConfig, exc: Exception, overrides: list[str], choices: dict[str, Any]) -> dict[str, Any]:
     """A failed record for a config that could not become a Job (values out of range)."""
     from medbench.run.telemetry import empty_block
 
-    try:
-        config = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an unresolvable interpolation: keep the raw tree
-        config = OmegaConf.to_container(cfg, resolve=False)
     return failed(error_block(exc), telemetry=empty_block(), env=collect_env(),
                   metadata={"model_name": OmegaConf.select(cfg, "model.name"), "timestamp": utc_now(),
-                            "overrides": overrides, "choices": choices, "config": config},
+                            "overrides": overrides, "choices": choices, "config": composed_config(cfg)},
                   provenance={**provenance(), "started_at": utc_now(), "ended_at": utc_now()}).to_json()
 
 
@@ -127,9 +131,11 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
         except KeyboardInterrupt as exc:  # SIGINT / SIGTERM (medbench.cli.signals): record the point, then stop
             record = getattr(exc, "record", None)
             if record is not None:
+                record["metadata"]["config"] = composed_config(cfg)
                 _write_record(run_dir / result_file, record)
             raise
         record["warnings"].extend(config_warnings(job))
+        record["metadata"]["config"] = composed_config(cfg)  # every record carries the config it ran with
     record = Record.model_validate(record).to_json()  # what is written is a valid record
     path = _write_record(run_dir / result_file, record)
     note_written("run", path)

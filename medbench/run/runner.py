@@ -117,7 +117,8 @@ def _load_model(record: dict[str, Any], job: Job, device: torch.device, dtype: t
     record["metadata"].update(model_name=loaded.name, label_source=loaded.label_source)
     record["warnings"].extend(loaded.warnings)
     record["metadata"].update(random_init=loaded.random_init, weights=loaded.weights, cfg=loaded.cfg,
-                              weights_sha256=loaded.weights_sha256, task=loaded.task, num_classes=loaded.num_classes)
+                              weights_sha256=loaded.weights_sha256, cfg_sha256=loaded.cfg_sha256, task=loaded.task,
+                              num_classes=loaded.num_classes)
     params = loaded.params  # counted as built, before fusing folds BatchNorm away
     imgsz, warning = fit_imgsz(job.imgsz, loaded.stride)
     if warning:

@@ -52,7 +52,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                        "(resize, normalize, flip, colour jitter ops/s), model (resnet50, vit_b_16 "
                                        "samples/s)")
     p.add_argument("--tests", nargs="+", choices=SUITES, default=list(SUITES), help="suites to run (default: all)")
-    p.add_argument("--output", default="benchmarks/current.json", help="suite file to write")
+    p.add_argument("--output", default="benchmarks/current.json",
+                   help="suite file to write (default: benchmarks/current.json); an existing file is kept unless --force")
+    p.add_argument("--force", action="store_true", help="replace --output when it exists")
     p.add_argument("--device", default="auto", help="device for the model suite (auto, cpu, 0, cuda:0)")
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under 2 minutes")
     p.add_argument("--batch-size", type=int, help="model batch size (default 8, 1 with --quick)")
@@ -79,6 +81,10 @@ def _run(args: argparse.Namespace) -> int:
     tests = list(dict.fromkeys(args.tests))
     settings = Settings.make(quick=args.quick, device=args.device, batch_size=args.batch_size, iters=args.iters)
     output = Path(args.output)
+    if output.exists() and not args.force:  # checked before anything runs: never replaced silently
+        from medbench.errors import OutputError
+
+        raise OutputError(f"{output} exists: pass --force to replace it, or --output another file")
     with tempfile.TemporaryDirectory(prefix="medbench-suite-") as tmp:
         suite = build_suite(tests, settings, Path(tmp) / "images", name=args.name,
                             output_dir=output.parent if str(output.parent) else ".")

@@ -216,6 +216,10 @@ def _collate_stopped_sweep(exc: BaseException, sweep_dir: Path | None) -> None:
 def run_hydra() -> None:
     """The Hydra run (``medbench`` without a subcommand): user errors, signals and failed writes in one line; the
     exit status of a finished run or sweep is computed from the records it wrote (1 when any point is not ok)."""
+    from medbench.cli import completion
+
+    if completion.handle(sys.argv[1:]):  # tab completion of `medbench` and `python -m medbench` (README)
+        return
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we decide how errors look
     logging.raiseExceptions = False  # a full disk must not turn every log line into a traceback on stderr

@@ -11,10 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medbench.api import suite as _suite
 from medbench.api.suite import SUITES, Settings, build_suite
 
-suite_doc = (_suite.__doc__ or "").replace("``", "`")
 
 
 def render_table(results: Sequence[Any]) -> str:
@@ -46,7 +44,10 @@ def _progress_line(result: Any) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="medbench suite", description=suite_doc.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="medbench suite",
+                                description="Run the built-in benchmark suites on generated workloads (nothing is "
+                                            "downloaded), print their table and save them as one suite file, a valid "
+                                            "input of medbench compare and medbench targets.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="suites: data (loading uncached vs cached, num_workers 0/2), preprocess "
                                        "(resize, normalize, flip, colour jitter ops/s), model (resnet50, vit_b_16 "

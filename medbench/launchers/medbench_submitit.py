@@ -36,7 +36,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
-from medbench.run.progress import point_line
+from medbench.run.progress import point_line, point_name
 from medbench.text import display_path, first_line
 
 try:
@@ -158,7 +158,7 @@ def _log_outcome(idx: int, ret: JobReturn) -> None:
     p50 = value.get("p50_ms")
     figure = f" · p50 {p50:.2f} ms" if isinstance(p50, (int, float)) else ""
     where = f" · result → {display_path(value['path'])}" if value.get("path") else ""
-    log.info("  point %d: %s%s%s", idx + 1, value.get("status", "?"), figure, where)
+    log.info("  %s: %s%s%s", point_name(idx + 1), value.get("status", "?"), figure, where)
 
 
 class LocalLauncher(_BenchmarkLaunch, _LocalBase):

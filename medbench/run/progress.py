@@ -31,11 +31,15 @@ def set_sweep_total(total: int | None) -> None:
     _sweep_total = total
 
 
-def point_line(number: int, overrides: Sequence[str], total: int | None = None) -> str:
-    """``point 2/4 model=ghost imgsz=320`` (``number`` counts from 1; ``/N`` only when the total is known)."""
+def point_name(number: int, total: int | None = None) -> str:
+    """``point 2/4`` (``number`` counts from 1; ``/N`` only when the sweep's total is known)."""
     total = _sweep_total if total is None else total
-    what = " ".join(overrides) or "(the defaults)"
-    return f"point {number}/{total} {what}" if total else f"point {number} {what}"
+    return f"point {number}/{total}" if total else f"point {number}"
+
+
+def point_line(number: int, overrides: Sequence[str], total: int | None = None) -> str:
+    """``point 2/4 model=ghost imgsz=320``: the line that starts a sweep point."""
+    return f"{point_name(number, total)} {' '.join(overrides) or '(the defaults)'}"
 
 
 def clock_text(seconds: float) -> str:

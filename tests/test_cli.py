@@ -141,6 +141,11 @@ def test_multirun_sweep_and_collate(medbench_cli, tmp_path):
         cached.append(rec["cold_start"]["model_from_cache"])
     assert settings == {(64, 1), (64, 2), (96, 1), (96, 2)}
     assert sorted(cached) == [False, True, True, True]  # one process: the model is built once, then copied
+    # the console as a user reads it: point k/N lines, Hydra's lines plain on stderr, paths relative to the cwd
+    points = [line for line in proc.stderr.splitlines() if line.startswith("point ")]
+    assert len(points) == 4 and points[0].startswith("point 1/4 ") and points[-1].startswith("point 4/4 ")
+    assert "sweep of 4 point(s) → sweep" in proc.stderr and "[HYDRA]" not in proc.stderr + proc.stdout
+    assert "result → sweep/0/result.json" in proc.stderr and str(tmp_path) not in proc.stderr
     table = pd.read_csv(sweep / "comparison.csv")  # written by the end-of-sweep callback
     assert len(table) == 4 and set(table["status"]) == {"ok"}
     out = tmp_path / "table.csv"

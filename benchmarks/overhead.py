@@ -24,7 +24,7 @@ import time
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import torch  # noqa: E402
-from gpu_fidelity import bare_loop, bare_model  # noqa: E402  (the independent reference loop, beside this file)
+from gpu_fidelity import bare_loop, bare_model, verdict  # noqa: E402  (the independent reference loop, beside this file)
 
 from medbench.run.devices import resolve_device  # noqa: E402
 from medbench.run.timing import measure  # noqa: E402
@@ -49,7 +49,7 @@ def bare_calls(call, args: tuple, n: int) -> list[float]:
 
 
 def backend_overhead(name: str, model: torch.nn.Module, x: torch.Tensor, rounds: int, iters: int,
-                     threads: int) -> tuple[float, float]:
+                     threads: int) -> tuple[float, float, list[float]]:
     """Median of a bare runtime loop vs medbench's timed step on the same exported file and input."""
     import tempfile
     from pathlib import Path
@@ -72,11 +72,16 @@ def backend_overhead(name: str, model: torch.nn.Module, x: torch.Tensor, rounds:
             call, args = request.infer, ()
         bare_calls(call, args, 5)
         bare_calls(prepared.step, (), 5)  # warm-up, both sides
-        bare, engine = [], []
-        for _ in range(rounds):
-            bare += bare_calls(call, args, iters)
-            engine += measure(prepared.step, device=cpu, warmup=0, iters=iters).samples_ms
-    return statistics.median(bare), statistics.median(engine)
+        bare, engine, ratios = [], [], []
+        for i in range(rounds):  # interleaved, the side that goes first alternating (no order effect)
+            sides = [lambda: bare_calls(call, args, iters),
+                     lambda: measure(prepared.step, device=cpu, warmup=0, iters=iters, pipelined_iters=0).samples_ms]
+            got = [side() for side in (sides if i % 2 == 0 else sides[::-1])]
+            b, e = got if i % 2 == 0 else got[::-1]
+            bare += b
+            engine += e
+            ratios.append(statistics.median(e) / statistics.median(b))
+    return statistics.median(bare), statistics.median(engine), ratios
 
 
 def main() -> None:
@@ -97,8 +102,10 @@ def main() -> None:
     print(f"device {device} · torch {torch.__version__} · {args.model} @ {args.imgsz} · "
           f"{args.rounds} interleaved rounds x {args.iters} iterations · threads {torch.get_num_threads()}")
     for name in [b for b in args.backends.split(",") if b]:
-        mb, me = backend_overhead(name, model.cpu(), x.cpu(), args.rounds, args.iters, torch.get_num_threads())
-        print(f"{name:<15} bare median {mb:9.3f} ms   medbench median {me:9.3f} ms   ratio {me / mb:.4f}")
+        mb, me, ratios = backend_overhead(name, model.cpu(), x.cpu(), args.rounds, args.iters,
+                                          torch.get_num_threads())
+        print(f"{name:<15} bare median {mb:9.3f} ms   medbench median {me:9.3f} ms   ratio {me / mb:.4f} "
+              f"({verdict(me / mb, 0.03)}; per-round ratios {min(ratios):.3f}-{max(ratios):.3f})")
     if args.skip_pytorch:
         return
     model, x = model.to(device), x.to(device)

@@ -280,25 +280,27 @@ def _sleep_suite(tmp_path, delay_s: float, iters: int = 60) -> BenchmarkSuite:
 
 
 def test_suite_compared_with_itself_has_no_regression(tmp_path) -> None:
-    pytest.importorskip("medbench.analysis.compare", reason="medbench.analysis.compare (issue: compare and regression gate) not built yet")
+    from medbench.cli.compare import render
+
     suite = _sleep_suite(tmp_path, 0.001)
     suite.run_all()
     first = suite.save_results("a.json")
     second = suite.save_results("b.json")
     report = suite.compare_with("a.json")  # looked up in output_dir
-    assert not report.has_regressions, report.render()
+    assert not report.has_regressions, render(report)
     assert not suite.compare_with(second).has_regressions
     assert first.exists()
 
 
 def test_slowed_benchmark_is_caught_as_regression(tmp_path) -> None:
-    pytest.importorskip("medbench.analysis.compare", reason="medbench.analysis.compare (issue: compare and regression gate) not built yet")
+    from medbench.cli.compare import render
+
     baseline = _sleep_suite(tmp_path, 0.0)
     baseline.run_all()
     path = baseline.save_results("baseline.json")
     slowed = _sleep_suite(tmp_path, 0.005)  # 5 ms added to every call
     slowed.run_all()
     report = slowed.compare_with(path)
-    assert report.has_regressions, report.render()
+    assert report.has_regressions, render(report)
     assert report.regressions
-    assert isinstance(report.render(), str) and isinstance(report.to_dict(), dict)
+    assert isinstance(render(report), str) and isinstance(report.to_dict(), dict)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -93,22 +94,37 @@ def test_sweep_tables_from_the_callback_and_the_command(sweep, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert out.read_text() == md
     assert "Δ% vs baseline" in proc.stdout and "ghost" in proc.stdout
+    assert md.startswith("## Ablation") and "| Model" in md
+    printed = [ln for ln in proc.stdout.splitlines() if not ln.startswith("wrote ")]
+    assert max(map(len, printed)) <= 120, proc.stdout  # fits a 120-column terminal
 
 
 @pytest.mark.slow
-def test_formats_baseline_option_and_plots(sweep_copy, tmp_path):
+def test_formats_to_stdout_and_the_sweeps_own_files_survive(sweep, sweep_copy, tmp_path):
+    for name in ("comparison.csv", "comparison_delta.csv", "comparison.md"):  # the sweep's own, from its callback
+        shutil.copy(sweep / name, sweep_copy / name)
+    own = {p.name: p.read_bytes() for p in sweep_copy.glob("comparison*")}
     proc = collate_cli(str(sweep_copy), "--format", "latex", "--baseline", "ghost", "--plot", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    tex = (sweep_copy / "comparison.tex").read_text()
-    assert "\\begin{tabular}" in tex and tex.count("\\begin{tabular}") == 2
-    delta = build(sweep_copy, "ghost").delta
-    assert (delta[delta["model"] == "ghost"]["d_latency_mean_pct"] == 0.0).all()
-    assert (delta[delta["model"] == "baseline"]["d_params_pct"] > 0).all()
+    assert proc.stdout.startswith("% medbench collate") and proc.stdout.count("\\begin{tabular}") == 3
+    assert "ghost\\_" not in proc.stdout and "$\\Delta$\\% vs ghost" in proc.stdout  # Δ% against ghost
+    assert not list(sweep_copy.glob("*.tex"))  # printed, not written
     for name in ("latency_vs_params.png", "latency_by_setting.png"):
         data = (sweep_copy / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
-    proc = collate_cli(str(sweep_copy), "--output", str(tmp_path / "t.md"), cwd=tmp_path)
-    assert proc.returncode == 0 and "| model" in (tmp_path / "t.md").read_text()
+    proc = collate_cli(str(sweep_copy), "--baseline", "ghost", cwd=tmp_path)  # other options: written beside
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name: p.read_bytes() for p in sweep_copy.glob("comparison*") if p.name in own} == own
+    beside = pd.read_csv(sweep_copy / "comparison-vs-ghost_delta.csv")
+    assert (beside[beside["model"] == "ghost"]["d_latency_mean_pct"] == 0.0).all()
+    assert "## Δ% vs ghost" in (sweep_copy / "comparison-vs-ghost.md").read_text()
+    proc = collate_cli(str(sweep_copy), "--output", str(sweep_copy / "comparison.md"), cwd=tmp_path)
+    assert proc.returncode == 2 and "is the sweep's own table" in proc.stderr and "--force" in proc.stderr
+    assert (sweep_copy / "comparison.md").read_bytes() == own["comparison.md"]
+    proc = collate_cli(str(sweep_copy), "--format", "md", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("## Ablation") and "| Model" in proc.stdout
+    proc = collate_cli(str(sweep_copy), "--format", "csv", cwd=tmp_path)
+    assert list(pd.read_csv(io.StringIO(proc.stdout))["model"].unique()) != []
 
 
 @pytest.mark.slow
@@ -132,7 +148,8 @@ def test_failed_run_truncated_and_foreign_json_still_collate(sweep_copy, tmp_pat
     assert f"skipped {runs[1] / 'result.json'}: unreadable result file" in out
     assert "extra/result.json is not a medbench result" in out
     assert "failed: " in out and "oom: CUDA out of memory" in out
-    assert "crashed: p2" in out and "2 of 4 runs did not finish ok" in out
+    assert "crashed: model=p2 imgsz=64: crash" in out and "2 of 4 runs did not finish ok" in out  # as written
+    assert "nan" not in out
     table = pd.read_csv(sweep_copy / "comparison.csv")
     assert sorted(table["status"]) == ["crashed", "failed", "ok", "ok"]
     md = (sweep_copy / "comparison.md").read_text()

@@ -13,6 +13,7 @@ from scipy.stats import mannwhitneyu
 from conftest import QUICK, only_result, run_medbench
 from medbench.analysis import stats
 from medbench.analysis.compare import compare_sources, load_entries, threshold_for
+from medbench.cli.compare import render
 from medbench.analysis.judging import judge_metric
 from medbench.analysis.replicates import Run
 from medbench.results.metrics import BY_NAME
@@ -132,7 +133,7 @@ def test_samples_times_1_2_is_a_regression_and_fails_the_gate(real_record, tmp_p
     proc = compare_cli("--baseline", a, "--current", b, "--fail-on-regression", "--output", "report.json",
                        cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Regressions (4)" in proc.stdout and "+20.0%" in proc.stdout
+    assert "Regressions: 4 metrics in 1 setting" in proc.stdout and "+20.0%" in proc.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["has_regressions"] is True and report["summary"]["regressions"] == 4
     p50 = next(r for r in report["regressions"] if r["metric"] == "latency.p50_ms")
@@ -243,6 +244,25 @@ def test_replicates_are_groups_judged_from_run_medians(real_record, tmp_path):
     assert p50.ci_pct[0] > 0 and p50.note is None and report.matched == 1
 
 
+def test_interleaved_replicates_are_paired_and_drift_cancels(real_record, tmp_path):
+    """The README's CI workflow: base run r, current run r, alternating, on a machine that drifts by 40%."""
+    drift = [1.0, 1.4, 0.95, 1.25, 1.1]
+    for side, factor, offset in (("base", 1.0, 0), ("same", 1.0, 1), ("slow", 1.10, 1)):
+        for i, level in enumerate(drift):
+            rec = with_samples(real_record, [s * level * factor for s in quiet_samples(seed=10 * i + offset)])
+            rec["metadata"]["repeat"] = i
+            rec["provenance"]["started_at"] = f"2026-11-24T20:00:{10 * i + 5 * offset:02d}+00:00"
+            save(tmp_path / side / str(i) / "result.json", rec)
+    aa = compare_cli("--baseline", "base", "--current", "same", "--fail-on-regression", "--output", "aa.json",
+                     cwd=tmp_path)
+    assert aa.returncode == 0, aa.stdout
+    p50 = next(c for c in json.loads((tmp_path / "aa.json").read_text())["stable"] if c["metric"] == "latency.p50_ms")
+    assert p50["test"].startswith("paired runs") and p50["runs"] == [5, 5] and abs(p50["delta_pct"]) < 2
+    slow = compare_sources(tmp_path / "base", tmp_path / "slow")
+    p50 = next(c for c in slow.changes if c.metric == "latency.p50_ms")
+    assert p50.verdict == "regression" and p50.test.startswith("paired runs") and p50.ci_pct[0] > 5.0
+
+
 def test_missing_and_corrupt_baseline_are_one_line_and_exit_2(real_record, tmp_path):
     cur = save(tmp_path / "cur.json", real_record)
     proc = compare_cli("--baseline", "nope/result.json", "--current", cur, cwd=tmp_path)
@@ -280,8 +300,8 @@ def test_directories_match_by_setting_and_list_unmatched_and_failed(real_record,
     assert report.missing_in_current == [next(e.label for e in load_entries(tmp_path / "base") if "ghost" in e.label)]
     assert [c.metric for c in report.regressions] == ["status"] and "oom" in report.regressions[0].note
     assert any(w.startswith("skipped") and "unreadable" in w for w in report.warnings)
-    text = report.render()
-    assert "FAILED:" in text and "Only in baseline (1)" in text and "1 unmatched" in text
+    text = render(report)
+    assert "Failed: 1 setting" in text and "Only in baseline: 1 setting" in text and "1 unmatched" in text
 
 
 def _suite(samples: list[float], throughput: float, name: str = "resnet50_forward") -> dict:

@@ -10,7 +10,8 @@ import torch
 from scipy.stats import binom, quantile_test
 
 from conftest import QUICK
-from medbench.analysis.stats import ci_halfwidth_pct, median_ci
+from medbench.analysis.intervals import median_ci
+from medbench.analysis.stats import ci_halfwidth_pct
 from medbench.config.schema import to_job
 from medbench.errors import ConfigError
 from medbench.run.runner import run_job
@@ -21,12 +22,14 @@ from medbench.run.timing import measure
 def test_median_ci_matches_scipys_quantile_test(n: int) -> None:
     x = np.random.default_rng(n).lognormal(size=n)  # skewed, like latencies
     ref = quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(0.95)
-    assert median_ci(x, 0.95) == pytest.approx((ref.low, ref.high))
+    ci = median_ci(x, 0.95)
+    assert (ci.lo, ci.hi) == pytest.approx((ref.low, ref.high))
 
 
 @pytest.mark.parametrize("n", [6, 20, 57, 400])
 def test_median_ci_ranks_give_at_least_the_level_and_are_the_tightest(n: int) -> None:
-    lo, hi = median_ci(list(range(n)), 0.95)  # samples 0..n-1: the values are the 0-based ranks
+    ci = median_ci(list(range(n)), 0.95)
+    lo, hi = ci.lo, ci.hi  # samples 0..n-1: the values are the 0-based ranks
     j = int(lo)
     assert hi == n - 1 - j
     assert 1 - 2 * binom.cdf(j, n, 0.5) >= 0.95  # coverage of [x_(j+1), x_(n-j)] (1-based)
@@ -36,7 +39,7 @@ def test_median_ci_ranks_give_at_least_the_level_and_are_the_tightest(n: int) ->
 def test_median_ci_needs_enough_samples() -> None:
     assert median_ci([1.0] * 5) is None and ci_halfwidth_pct([1.0] * 5) is None
     assert median_ci([]) is None
-    assert median_ci([5.0] * 6) == (5.0, 5.0) and ci_halfwidth_pct([5.0] * 6) == 0.0
+    assert (median_ci([5.0] * 6).lo, median_ci([5.0] * 6).hi) == (5.0, 5.0) and ci_halfwidth_pct([5.0] * 6) == 0.0
 
 
 def _work() -> torch.Tensor:

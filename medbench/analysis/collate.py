@@ -35,7 +35,8 @@ OUTCOME = {"throttled": "telemetry.throttled", "loaded": "telemetry.loaded", "st
            "error": "error.message", "error_type": "error.type"}
 METRIC_COLUMNS = [m.column for m in TABLE]
 # Kept in the CSV (machine-readable), left out of the terminal / Markdown / LaTeX tables.
-HIDDEN = ["run_dir", *(f.column for f in ENV_FIELDS), "error_type", "latency_p5_ms", "throttled", "loaded"]
+HIDDEN = ["run_dir", *(f.column for f in ENV_FIELDS), "error_type", "latency_p5_ms", "throttled", "loaded", "params",
+          "overrides"]
 # Overrides that define the setting or the model: never part of the "variant" (what else a sweep varied).
 _NOT_VARIANT = re.compile(r"^(\+*)(model|imgsz|batch|device|runtime\.precision|backend|experiment|hydra|result_file|repeat)(\.|$)")
 NOISY_PCT = NOISE_WARN * 100  # IQR/median above this (percent) is flagged
@@ -102,12 +103,25 @@ def _row(r: Record) -> dict[str, Any]:
     return ({col: r.get(path) for col, path in FIELDS.items()} | {m.column: m.value(r) for m in TABLE}
             | {"p50_ci_lo_ms": _ci(r, 0), "p50_ci_hi_ms": _ci(r, 1), "flag": _flag(r)}
             | {col: r.get(path) for col, path in OUTCOME.items()} | {f.column: r.get(f.path) for f in ENV_FIELDS}
-            | {"latency_p5_ms": _p5(r.samples_ms), "run_dir": r.run_dir})
+            | {"latency_p5_ms": _p5(r.samples_ms), "params": _count(r.get("model_complexity.params")),
+               "overrides": " ".join(str(o) for o in r.metadata.overrides or []), "run_dir": r.run_dir})
+
+
+def _count(value: Any) -> int | None:
+    """An exact integer (the parameter count), None when absent."""
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value else None
+
+
+def _whole(value: Any) -> Any:
+    """64.0 → 64; NaN → None; anything else unchanged."""
+    if isinstance(value, float):
+        return None if value != value else int(value) if value.is_integer() else value
+    return value
 
 
 def columns() -> list[str]:
     return [*FIELDS, *METRIC_COLUMNS, "p50_ci_lo_ms", "p50_ci_hi_ms", "flag", *OUTCOME,
-            *(f.column for f in ENV_FIELDS), "latency_p5_ms", "run_dir"]
+            *(f.column for f in ENV_FIELDS), "latency_p5_ms", "params", "overrides", "run_dir"]
 
 
 def results_table(records: list[Record] | list[dict[str, Any]]) -> pd.DataFrame:
@@ -118,6 +132,8 @@ def results_table(records: list[Record] | list[dict[str, Any]]) -> pd.DataFrame:
         return df.assign(variant=pd.Series(dtype=str))
     df.insert(COLUMNS_ORDER_VARIANT, "variant", _variants(records))
     df["imgsz"] = df["imgsz"].map(lambda v: "x".join(map(str, v)) if isinstance(v, list) else v)
+    for col in ("imgsz", "batch", "repeat"):  # a failed point without them must not turn 64 into 64.0 (or nan)
+        df[col] = pd.Series([_whole(v) for v in df[col]], index=df.index, dtype=object)
     df["backend"] = df["backend"].fillna("pytorch")  # records from before deployment backends ran eager PyTorch
     for col in [*METRIC_COLUMNS, "p50_ci_lo_ms", "p50_ci_hi_ms", "latency_p5_ms"]:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
@@ -147,9 +163,37 @@ def delta_table(table: pd.DataFrame, baseline: str | None = None, runs: dict[str
     return deltas.delta_table(table, runs or {}, pick_baseline(table, baseline), threshold)
 
 
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value) and str(value) != ""
+
+
 def setting_label(row: pd.Series) -> str:
-    label = f"imgsz={row['imgsz']} batch={row['batch']} {row['device']} {row['precision']}"
-    return f"{label} {row['variant']}" if row.get("variant") else label
+    """``imgsz=64 batch=1 cpu fp32`` (parts the record does not know are left out, never ``nan``)."""
+    parts = [f"imgsz={row['imgsz']}" if _known(row.get("imgsz")) else "",
+             f"batch={row['batch']}" if _known(row.get("batch")) else "",
+             str(row["device"]) if _known(row.get("device")) else "",
+             str(row["precision"]) if _known(row.get("precision")) else "",
+             str(row["variant"]) if _known(row.get("variant")) else ""]
+    return " ".join(p for p in parts if p)
+
+
+def point_label(row: pd.Series) -> str:
+    """A run as the user wrote it: its overrides (``model=p2 imgsz=64``), else model and setting."""
+    if _known(row.get("overrides")):
+        return str(row["overrides"])
+    return " ".join(p for p in (str(row["model"]) if _known(row.get("model")) else "", setting_label(row)) if p)
+
+
+def run_name(row: pd.Series) -> str:
+    """``ghost imgsz=64 (run 3)``: a run named in a warning: model, setting and its run dir's name."""
+    where = f" (run {Path(str(row['run_dir'])).name})" if _known(row.get("run_dir")) else ""
+    return f"{row['model']} {setting_label(row)}{where}"
+
+
+def _named(rows: pd.DataFrame, limit: int = 4) -> str:
+    names = [run_name(r) for _, r in rows.iterrows()]
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return "; ".join(names[:limit]) + more
 
 
 def comparison_warnings(table: pd.DataFrame, delta: pd.DataFrame, baseline: str | None) -> list[str]:
@@ -183,7 +227,7 @@ def comparison_warnings(table: pd.DataFrame, delta: pd.DataFrame, baseline: str 
     noisy = ok[ok["iqr_pct"] > NOISY_PCT]
     if len(noisy):
         warnings.append(f"{len(noisy)} of {len(ok)} runs are noisy (IQR > {NOISY_PCT:.0f}% of the median): "
-                        "small differences between them are not meaningful")
+                        f"{_named(noisy)}; small differences between them are not meaningful")
     flagged = ok[ok["flag"] != ""]
     for _, r in flagged.iterrows():
         again = f" repeat={r['repeat']}" if r.get("repeat") not in (None, 0) and r["repeat"] == r["repeat"] else ""

@@ -21,142 +21,20 @@ equal: otherwise the pair is reported as "models differ" and gets no latency ver
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medbench.analysis.comparison import RULE, ComparisonReport, MetricChange  # noqa: F401 (RULE re-exported)
 from medbench.analysis.entries import Entry, load_entries
 from medbench.analysis.judging import judge_metric
-from medbench.analysis.replicates import Run
+from medbench.analysis.replicates import Run, epoch_seconds
 from medbench.errors import ResultError
-from medbench.results.metrics import COMPARED, ENV_FIELDS, Metric
+from medbench.results.metrics import COMPARED, ENV_FIELDS
 from medbench.text import number
 
 DEFAULT_THRESHOLD = 5.0  # percent
-RULE = ("Δ% beyond the threshold and its 95% interval excluding 0 (run-level with >= 3 runs per side, else "
-        "within-run block bootstrap); loaded/throttled/very noisy runs are no evidence")
 KNOWN_METRICS = [m.name for m in COMPARED]
-
-
-@dataclass
-class MetricChange:
-    """The verdict on one metric of one matched setting."""
-
-    setting: str
-    metric: str
-    baseline: float | str | None
-    current: float | str | None
-    delta_pct: float | None
-    threshold: float | None
-    verdict: str  # regression | improvement | stable | ~ | unreliable | no_verdict
-    p_value: float | None = None  # kept for readers of older reports; verdicts come from the interval
-    test: str | None = None  # how the interval was computed
-    note: str | None = None
-    ci_pct: list[float] | None = None  # interval of delta_pct: 95% (p95/p99: 99%)
-    confidence: float | None = None  # the coverage of that interval (3 vs 3 runs: 90%)
-    runs: list[int] | None = None  # clean runs used: [baseline, current]
-
-
-@dataclass
-class ComparisonReport:
-    """All verdicts of one comparison; ``has_regressions`` is what the gate exits on."""
-
-    baseline_source: str
-    current_source: str
-    default_threshold: float
-    thresholds: dict[str, float]
-    changes: list[MetricChange] = field(default_factory=list)
-    models_differ: list[dict[str, Any]] = field(default_factory=list)
-    missing_in_current: list[str] = field(default_factory=list)
-    new_in_current: list[str] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    matched: int = 0
-    flagged: list[dict[str, Any]] = field(default_factory=list)  # runs left out: loaded, throttled, very noisy
-
-    def _by(self, verdict: str) -> list[MetricChange]:
-        return [c for c in self.changes if c.verdict == verdict]
-
-    @property
-    def regressions(self) -> list[MetricChange]:
-        return self._by("regression")
-
-    @property
-    def improvements(self) -> list[MetricChange]:
-        return self._by("improvement")
-
-    @property
-    def stable(self) -> list[MetricChange]:
-        return self._by("stable")
-
-    @property
-    def within_noise(self) -> list[MetricChange]:
-        return self._by("~")
-
-    @property
-    def unreliable(self) -> list[MetricChange]:
-        return self._by("unreliable")
-
-    @property
-    def no_verdict(self) -> list[MetricChange]:
-        return self._by("no_verdict")
-
-    @property
-    def has_unreliable(self) -> bool:
-        return bool(self.unreliable)
-
-    @property
-    def has_regressions(self) -> bool:
-        return bool(self.regressions)
-
-    @property
-    def unmatched(self) -> int:
-        return len(self.missing_in_current) + len(self.new_in_current)
-
-    def counts(self) -> dict[str, int]:
-        return {"regressions": len(self.regressions), "improvements": len(self.improvements),
-                "stable": len(self.stable), "within_noise": len(self.within_noise),
-                "unreliable": len(self.unreliable), "no_verdict": len(self.no_verdict),
-                "models_differ": len(self.models_differ), "unmatched": self.unmatched, "failed": len(self.failed),
-                "matched_settings": self.matched}
-
-    def summary(self) -> str:
-        n = self.counts()
-
-        def plural(k: int, word: str, many: str) -> str:
-            return f"{k} {word if k == 1 else many}"
-
-        text = (f"{plural(n['regressions'], 'regression', 'regressions')}, "
-                f"{plural(n['improvements'], 'improvement', 'improvements')}, {n['stable']} stable, "
-                f"{n['within_noise']} within noise, {n['unreliable']} unreliable, {n['models_differ']} models differ, "
-                f"{n['unmatched']} unmatched")
-        return text + (f", {n['failed']} failed" if n["failed"] else "")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "baseline": self.baseline_source, "current": self.current_source,
-            "default_threshold_pct": self.default_threshold, "thresholds_pct": dict(self.thresholds),
-            "rule": RULE, "confidence": 0.95, "has_unreliable": self.has_unreliable,
-            "has_regressions": self.has_regressions, "summary": self.counts(), "summary_line": self.summary(),
-            "regressions": [asdict(c) for c in self.regressions],
-            "improvements": [asdict(c) for c in self.improvements],
-            "within_noise": [asdict(c) for c in self.within_noise],
-            "stable": [asdict(c) for c in self.stable],
-            "unreliable": [asdict(c) for c in self.unreliable],
-            "no_verdict": [asdict(c) for c in self.no_verdict],
-            "flagged_runs": self.flagged,
-            "models_differ": self.models_differ, "failed": self.failed,
-            "unmatched": {"missing_in_current": self.missing_in_current, "new_in_current": self.new_in_current},
-            "warnings": self.warnings,
-        }
-
-    def render(self) -> str:
-        """The terminal report (``medbench.cli.compare.render``)."""
-        from medbench.cli.compare import render
-
-        return render(self)
 
 
 # --- judging --------------------------------------------------------------------------------------------------------
@@ -189,7 +67,8 @@ def _values(group: list[Entry], metric: str) -> list[float | None]:
 
 def _runs(entries: list[Entry]) -> list[Run]:
     return [Run(e.metrics["latency.p50_ms"], tuple(e.samples_ms) if e.samples_ms else None, e.flags, e.source,
-                {"mean_ms": e.metrics["latency.mean_ms"]} if e.metrics.get("latency.mean_ms") else {})
+                {"mean_ms": e.metrics["latency.mean_ms"]} if e.metrics.get("latency.mean_ms") else {},
+                e.repeat, epoch_seconds(e.timestamp))
             for e in entries if e.metrics.get("latency.p50_ms")]
 
 
@@ -210,7 +89,7 @@ def _env_warnings(pairs: list[tuple[Entry, Entry]]) -> list[str]:
         if seen:
             what = ", ".join(f"{bv!r} vs {cv!r}" for bv, cv in seen[:3])
             warnings.append(f"baseline and current ran in different environments: {f.path} {what}; "
-                            "a change may be the machine, not the code" if f.path.startswith("env.") else
+                            "a change may be the machine, not the code" if f.path.startswith(("env.", "backend.")) else
                             f"baseline and current used different inputs: {f.label} ({f.path}) {what}")
     return warnings
 
@@ -223,7 +102,9 @@ def _failed_runs(b: list[Entry], c: list[Entry], label: str,
     if bad and (not b_ok or not c_ok):
         why = "; ".join(dict.fromkeys(f"{'baseline' if e in b else 'current'} {e.status}" + (f" ({e.error})" if e.error
                                       else "") for e in bad))
-        report.failed.append({"setting": label, "why": why})
+        report.failed.append({"setting": label, "why": why, "errors": [  # the full story, for the JSON report
+            {"side": "baseline" if e in b else "current", "status": e.status, "error": e.error,
+             "traceback": e.traceback, "source": e.source} for e in bad]})
         if b_ok and not c_ok:  # it ran before and fails now: that is a regression
             report.changes.append(MetricChange(label, "status", "ok", c[-1].status, None, None, "regression",
                                                note=c[-1].error))

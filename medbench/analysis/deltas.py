@@ -98,18 +98,21 @@ def _row(rows: pd.DataFrame, g: Group, base_rows: pd.DataFrame | None, base: Gro
 
 
 def delta_table(table: pd.DataFrame, runs: Mapping[str, Run], base_name: str | None,
-                threshold: float = DEFAULT_THRESHOLD) -> pd.DataFrame:
-    """Each (setting, model) of the ok runs against ``base_name`` at the same setting; ``runs`` by ``run_dir``."""
+                threshold: float = DEFAULT_THRESHOLD, axis: str = "model") -> pd.DataFrame:
+    """Each (setting, model) of the ok runs against ``base_name`` at the same setting; ``runs`` by ``run_dir``.
+
+    ``axis`` is the column compared (``model``: variants; ``backend``: runtimes of the same model and setting)."""
     if table.empty or base_name is None:
         return pd.DataFrame(columns=COLUMNS)
     ok = table[table["status"] == "ok"]
+    group = [c for c in [*SETTING, "variant"] if c != axis]
     rows = []
-    for _, setting in ok.groupby(GROUP, sort=False, dropna=False):
-        base_rows = setting[setting["model"] == base_name]
+    for _, setting in ok.groupby(group, sort=False, dropna=False):
+        base_rows = setting[setting[axis] == base_name]
         base = _group(base_rows, runs) if len(base_rows) else None
         if base is not None and not base.runs:
             base = None
-        for model, model_rows in setting.groupby("model", sort=False, dropna=False):
+        for model, model_rows in setting.groupby(axis, sort=False, dropna=False):
             g = base if model == base_name and base is not None else _group(model_rows, runs)
             if not g.runs:
                 continue

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from medbench.analysis.replicates import run_flags
+from medbench.analysis.replicates import replicate_index, run_flags
 from medbench.errors import ResultError
 from medbench.results.load import Loaded, load_source
 from medbench.results.metrics import COMPARED, ENV_FIELDS, number
@@ -37,9 +37,11 @@ class Entry:
     identity: dict[str, Any]  # must be equal on both sides
     env: dict[str, Any]  # ENV_FIELDS' values: GPU, CPU, torch, CUDA, benchmark list
     source: str
-    timestamp: str | None = None
+    timestamp: str | None = None  # when the run started (provenance.started_at, else metadata.timestamp)
+    repeat: int | None = None  # the replicate index: pairs run r of the baseline with run r of the current side
     notes: list[str] = field(default_factory=list)
     flags: tuple[str, ...] = ()  # why this run is no evidence: loaded, throttled, very noisy (replicates.run_flags)
+    traceback: str | None = None  # a failed run's full traceback (bugs only): for the JSON report, never printed
 
 
 def _close(a: float | None, b: float | None) -> bool:
@@ -90,8 +92,10 @@ def to_entry(rec: Record, source: str, env: Any = None) -> Entry:
                  metrics={m.name: m.value(rec) for m in COMPARED}, samples_ms=samples, identity=identity,
                  env={f.column: rec.get(f.path) if env is None or not f.path.startswith("env.")
                       else dig(env, f.path.removeprefix("env.")) for f in ENV_FIELDS}, source=source,
-                 timestamp=meta.timestamp, notes=[note] if note else [],
-                 flags=run_flags(rec.telemetry, rec.noise))
+                 timestamp=rec.get("provenance.started_at") or meta.timestamp, repeat=replicate_index(rec.get("metadata.repeat")),
+                 notes=[note] if note else [],
+                 flags=run_flags(rec.telemetry, rec.noise),
+                 traceback=rec.error.traceback if rec.error else None)
 
 
 def entries_of(found: Loaded) -> list[Entry]:

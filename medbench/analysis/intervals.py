@@ -50,8 +50,11 @@ def _binom_cdf_half(k: int, n: int) -> float:
         return 1.0
     if n <= 1000:
         return math.fsum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n
-    z = (k + 0.5 - n / 2.0) / math.sqrt(n / 4.0)  # normal approximation with continuity correction
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+    # larger n: the same sum in log space, from ten standard deviations below the mean (what lies below is < 1e-22)
+    log_half_n, log_n_fact = n * math.log(0.5), math.lgamma(n + 1)
+    start = max(0, int(n / 2 - 10 * math.sqrt(n) / 2))
+    return math.fsum(math.exp(log_n_fact - math.lgamma(i + 1) - math.lgamma(n - i + 1) + log_half_n)
+                     for i in range(start, k + 1))
 
 
 def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int, float] | None:
@@ -75,19 +78,20 @@ def median_ci_ranks(n: int, confidence: float = CONFIDENCE) -> tuple[int, int, f
 
 
 def median_ci(samples: Sequence[float], confidence: float = CONFIDENCE) -> Interval | None:
-    """The distribution-free ``confidence`` interval of the median of ``samples`` (None below 6 samples at 95%)."""
+    """The distribution-free ``confidence`` interval of the median of ``samples`` (None below 6 samples at 95%).
+
+    medbench's one median interval: a record's ``latency.p50_ci95_ms``, ``noise.ci95_halfwidth_pct`` and the
+    ``iters.target_ci_pct`` stop rule (``stats``) and the verdicts all use it. It equals
+    ``scipy.stats.quantile_test(x, q=median, p=0.5).confidence_interval(confidence)``. Assumes independent samples:
+    on a loaded or drifting machine consecutive iterations are not, and run-to-run variance needs replicates."""
     a = np.sort(np.asarray(samples, dtype=np.float64))
+    if not 0 < confidence < 1:
+        return None
     ranks = median_ci_ranks(a.size, confidence)
     if ranks is None:
         return None
     k, j, reached = ranks
     return Interval(float(np.median(a)), float(a[k - 1]), float(a[j - 1]), reached, "order statistics (binomial)")
-
-
-def median_ci_pair(samples: Sequence[float], confidence: float = CONFIDENCE) -> list[float] | None:
-    """``[lo, hi]`` for a record's ``latency.p50_ci95_ms`` (None when the run has too few samples)."""
-    ci = median_ci(samples, confidence)
-    return None if ci is None else [ci.lo, ci.hi]
 
 
 def _u_distribution(m: int, n: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ class Run:
     flags: tuple[str, ...] = ()
     source: str = ""
     values: Mapping[str, float] = field(default_factory=dict)  # recorded statistics (mean_ms, p95_ms, ...)
+    repeat: int | None = None  # the replicate index (``repeat``): pairs run r of one side with run r of the other
+    started: float | None = None  # start time, seconds since the epoch: were two sides interleaved?
 
     @property
     def clean(self) -> bool:
@@ -59,6 +62,21 @@ def run_flags(telemetry: Any, noise: Any,
     return tuple(flags)
 
 
+def epoch_seconds(timestamp: Any) -> float | None:
+    """An ISO-8601 timestamp (as records write them) → seconds since the epoch; None when absent or unreadable."""
+    if not isinstance(timestamp, str) or not timestamp:
+        return None
+    try:
+        stamp = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def replicate_index(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def run_from_record(record: Any, source: str = "") -> Run | None:
     """A ``Run`` from an ok result record (a typed ``Record`` or its dict; None when it has no usable median)."""
     p50 = _number(dig(record, "latency.p50_ms"))
@@ -69,7 +87,9 @@ def run_from_record(record: Any, source: str = "") -> Run | None:
     if isinstance(samples, list) and samples and all(_number(s) is not None for s in samples):
         clean_samples = tuple(float(s) for s in samples)
     values = {k: v for k in ("mean_ms", "p95_ms", "p99_ms") if (v := _number(dig(record, f"latency.{k}"))) is not None}
-    return Run(p50, clean_samples, run_flags(dig(record, "telemetry"), dig(record, "noise")), source, values)
+    started = epoch_seconds(dig(record, "provenance.started_at") or dig(record, "metadata.timestamp"))
+    return Run(p50, clean_samples, run_flags(dig(record, "telemetry"), dig(record, "noise")), source, values,
+               replicate_index(dig(record, "metadata.repeat")), started)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from medbench.analysis.intervals import median_ci
+
 NOISE_WARN = 0.10  # IQR/median above this: the number is noisy
 NOISE_LOUD = 0.25  # above this: the number is not to be trusted
 
@@ -37,9 +39,9 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, Any]:
 
 
 def _median_ci95(a: np.ndarray) -> list[float] | None:
-    """Distribution-free 95% interval of the median (order statistics, ``median_ci``); None below 6 samples."""
-    ci = median_ci(a)
-    return None if ci is None else [ci[0], ci[1]]
+    """Distribution-free 95% interval of the median (``intervals.median_ci``); None below 6 samples."""
+    ci = median_ci(a, 0.95)
+    return None if ci is None else [ci.lo, ci.hi]
 
 
 def fps(latency_ms: float | None, batch: int) -> float | None:
@@ -72,53 +74,13 @@ def noise_stats(samples_ms: Sequence[float]) -> dict[str, object]:
             "warning": warning}
 
 
-def _binom_half_lower_rank(n: int, tail: float) -> int:
-    """Largest j with P(B <= j) <= tail for B ~ Binomial(n, 1/2), or -1 when even P(B = 0) exceeds it.
-
-    Summed in log space from ten standard deviations below the mean (what lies below is < 1e-22), so it
-    needs no scipy import (seconds on a loaded machine) and stays fast for any n.
-    """
-    log_half_n = n * math.log(0.5)
-    log_n_fact = math.lgamma(n + 1)
-    start = max(0, int(n / 2 - 10 * math.sqrt(n) / 2))
-    cdf, j = 0.0, start - 1
-    for k in range(start, n + 1):
-        cdf += math.exp(log_n_fact - math.lgamma(k + 1) - math.lgamma(n - k + 1) + log_half_n)
-        if cdf > tail:
-            break
-        j = k
-    return j
-
-
-def median_ci(samples: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
-    """Distribution-free confidence interval of the median from order statistics: ``(low, high)``.
-
-    With n sorted samples, ``[x_(k), x_(n+1-k)]`` (1-based) covers the true median with probability
-    ``1 - 2 * P(B <= k - 1)``, B ~ Binomial(n, 1/2); k is the largest rank that keeps that at or above
-    ``level`` (the interval ``scipy.stats.quantile_test(...).confidence_interval()`` gives). No assumption
-    about the shape of the distribution (latencies are skewed). None when n is too small for the level
-    (n < 6 at 95%). Assumes independent samples: on a loaded or drifting machine consecutive iterations
-    are not, and run-to-run variance needs replicates.
-    """
-    a = np.sort(np.asarray(samples, dtype=np.float64))
-    n = a.size
-    if n == 0 or not 0 < level < 1:
-        return None
-    j = _binom_half_lower_rank(n, (1.0 - level) / 2)
-    if j < 0:
-        return None
-    return float(a[j]), float(a[n - 1 - j])
-
-
 def ci_halfwidth_pct(samples: Sequence[float], level: float = 0.95) -> float | None:
-    """The larger side of the median's interval, in percent of the median (None when there is no interval)."""
+    """The larger side of the median's interval (``intervals.median_ci``), in percent of the median (None when
+    there is no interval)."""
     ci = median_ci(samples, level)
-    if ci is None:
+    if ci is None or ci.estimate <= 0:
         return None
-    median = float(np.median(np.asarray(samples, dtype=np.float64)))
-    if median <= 0:
-        return None
-    return max(median - ci[0], ci[1] - median) / median * 100.0
+    return max(ci.estimate - ci.lo, ci.hi - ci.estimate) / ci.estimate * 100.0
 
 
 def summarize(samples_ms: Sequence[float], batch: int) -> dict[str, dict]:

@@ -91,11 +91,6 @@ class TargetReport:
                 "checks": [{**asdict(c.target), "status": c.status, "measured": c.measured, "source": c.source,
                             "note": c.note} for c in self.checks]}
 
-    def render(self, markdown: bool = False) -> str:
-        from medbench.cli.targets import render_report
-
-        return render_report(self, markdown=markdown)
-
 
 # --- loading --------------------------------------------------------------------------------------------------
 

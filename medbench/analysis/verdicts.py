@@ -8,8 +8,12 @@ The rule (docs/statistics.md explains and measures it):
 * ``~`` — beyond the threshold but the interval includes 0 (not distinguishable from noise);
 * ``same`` — the estimate is within the threshold.
 
-With ≥ 3 clean runs per side the p50 interval comes from the run medians (Hodges–Lehmann on log medians,
-Mann–Whitney interval): run-to-run variance is in the evidence. Otherwise it comes from the samples within the
+With ≥ 3 clean runs per side the p50 interval comes from the run medians: run-to-run variance is in the evidence.
+When the two sides ran interleaved (their time spans overlap) and their runs carry replicate indices, run ``r``
+of one side is paired with run ``r`` of the other and the interval comes from the pairs' log ratios
+(``medbench.analysis.paired``): drift of the machine that is slower than one pair cancels. Otherwise the sides are
+compared as two groups (Hodges–Lehmann on log medians, Mann–Whitney interval), and when they ran one after the
+other the verdict says that drift between them is not in the interval. Otherwise it comes from the samples within the
 runs (moving-block bootstrap) and carries the caveat that run-to-run variance was not measured. The mean is judged
 the same way (run means); tail percentiles always use the two-stage bootstrap, and get no verdict when a side has
 too few samples past the percentile. Pure: runs in, a ``Judgement`` out.
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medbench.analysis import intervals
+from medbench.analysis import intervals, paired
 from medbench.analysis.intervals import Interval
 from medbench.analysis.replicates import Run
 
@@ -33,6 +37,8 @@ MIN_SAMPLES = 20  # a within-run (bootstrap) interval needs this many samples pe
 SLOWER, FASTER, UNDECIDED, SAME, UNRELIABLE, NO_VERDICT = "slower", "faster", "~", "same", "unreliable", "none"
 ONE_RUN_CAVEAT = "1 run each: run-to-run variance not measured"
 FEW_RUNS_CAVEAT = f"fewer than {MIN_RUNS} runs per side: run-to-run variance not measured"
+SEQUENTIAL_CAVEAT = ("the sides ran one after the other: drift of the machine between them is not in the interval "
+                     "(interleave the sides' runs)")
 STATISTICS = ("median", "mean", "p95", "p99")
 MARKS = {SLOWER: "slower", FASTER: "faster", UNDECIDED: "~", SAME: "same", UNRELIABLE: "unreliable",
          NO_VERDICT: ""}
@@ -47,7 +53,7 @@ class Judgement:
     delta: Interval | None  # Δ% (b/a - 1, percent) with its interval; None when unreliable or not computable
     threshold_pct: float
     runs: tuple[int, int]  # clean runs used per side
-    mode: str | None = None  # "runs" (run-level) | "within-run"
+    mode: str | None = None  # "paired" (interleaved pairs) | "runs" (run-level groups) | "within-run"
     caveat: str | None = None
     reason: str | None = None  # why unreliable / no verdict
 
@@ -120,6 +126,14 @@ def _too_few_for_tail(a: Sequence[Run], b: Sequence[Run], statistic: str) -> str
     return None
 
 
+def _sequential(a: Sequence[Run], b: Sequence[Run]) -> bool:
+    """True when every run of one side started before every run of the other (both sides timed)."""
+    ta, tb = [r.started for r in a], [r.started for r in b]
+    if not ta or not tb or None in ta or None in tb:
+        return False
+    return max(ta) < min(tb) or max(tb) < min(ta)  # type: ignore[type-var]
+
+
 def judge(a_runs: Sequence[Run], b_runs: Sequence[Run], statistic: str = "median",
           threshold_pct: float = 5.0) -> Judgement:
     """Judge side ``b`` (current / variant) against side ``a`` (baseline) on one latency statistic."""
@@ -131,9 +145,16 @@ def judge(a_runs: Sequence[Run], b_runs: Sequence[Run], statistic: str = "median
     if reason:
         return Judgement(statistic, UNRELIABLE, None, threshold_pct, (len(a), len(b)), reason=reason)
     n = (len(a), len(b))
-    if statistic in ("median", "mean") and min(n) >= MIN_RUNS and (level := _run_levels(a, b, statistic)):
-        delta = intervals.run_level_delta_pct(*level)
-        return Judgement(statistic, decide(delta, threshold_pct), delta, threshold_pct, n, "runs")
+    if statistic in ("median", "mean") and min(n) >= MIN_RUNS:
+        matched = paired.pairs(a_runs, b_runs, statistic)
+        if len(matched) >= MIN_RUNS and paired.interleaved(a_runs, b_runs):
+            delta = paired.paired_delta_pct(matched)
+            return Judgement(statistic, decide(delta, threshold_pct), delta, threshold_pct, (len(matched),) * 2,
+                             "paired")
+        if level := _run_levels(a, b, statistic):
+            delta = intervals.run_level_delta_pct(*level)
+            return Judgement(statistic, decide(delta, threshold_pct), delta, threshold_pct, n, "runs",
+                             SEQUENTIAL_CAVEAT if _sequential(a, b) else None)
     caveat = None if min(n) >= MIN_RUNS else (ONE_RUN_CAVEAT if n == (1, 1) else FEW_RUNS_CAVEAT)
     have = min(sum(len(r.samples_ms or ()) for r in a), sum(len(r.samples_ms or ()) for r in b))
     if 0 < have < MIN_SAMPLES:  # no interval; a change within the threshold is still "same"

@@ -96,7 +96,8 @@ class BenchmarkSuite:
                      default_threshold: float = 5.0) -> Any:
         """Compare these results (current) with a baseline file by ``medbench.analysis.compare`` — the same verdicts as
         ``python -m medbench.compare``. A relative path not found from the working directory is looked up in
-        ``output_dir``. Returns its ``ComparisonReport`` (``.has_regressions``, ``.regressions``, ``.render()``)."""
+        ``output_dir``. Returns its ``ComparisonReport`` (``.has_regressions``, ``.regressions``, ``.to_dict()``; the text:
+        ``medbench.cli.compare.render(report)``)."""
         from medbench.analysis.compare import compare_sources
 
         path = Path(baseline_file)

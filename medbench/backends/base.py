@@ -19,6 +19,7 @@ import torch
 
 from medbench.config.schema import BackendConfig
 from medbench.errors import MedbenchError
+from medbench.results.record import BackendBlock
 
 
 class BackendError(MedbenchError):
@@ -49,6 +50,27 @@ class Prepared:
     info: BackendInfo
     keepalive: list[Any] = field(default_factory=list)  # objects the step's raw pointers refer to (IO binding)
     runtime: Any = None  # the runtime's own object (session, compiled model, ScriptModule, execution context)
+
+
+@dataclass
+class Deployment:
+    """What ``prepare_for_job`` gives the runner: the record's ``backend`` block, the cold-start times of the export
+    and the load, and the prepared runtime (None for pytorch, which times the module itself)."""
+
+    block: BackendBlock
+    prepared: Prepared | None = None
+    cold_start: dict[str, Any] = field(default_factory=dict)  # export_ms, export_cache_hit, backend_load_ms
+    mismatch: str | None = None  # one line when the outputs differ from PyTorch's on the same input
+    mismatch_fails: bool = False  # fp32: outputs that differ fail the run; lower precisions warn
+
+    @property
+    def warnings(self) -> list[str]:
+        return [self.mismatch] if self.mismatch and not self.mismatch_fails else []
+
+    def check(self) -> None:
+        """Raise (a failed run, the block kept in its record) when fp32 outputs differ from PyTorch's."""
+        if self.mismatch and self.mismatch_fails:
+            raise BackendError(self.mismatch)
 
 
 @dataclass(frozen=True)

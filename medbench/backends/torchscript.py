@@ -5,6 +5,7 @@ call of the loaded ScriptModule on a batch already on the device."""
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +35,9 @@ class TorchScriptBackend:
 
         key = {**ctx.identity, "format": "torchscript", "torch": torch.__version__}
         path, export_ms, hit = cached_export(ctx.cache_dir, key, "model.torchscript", export)
-        loaded, load_ms = time_once(lambda: torch.jit.load(str(path), map_location=ctx.device).eval(), ctx.device)
+        with warnings.catch_warnings():  # torch >= 2.9 calls jit.load deprecated: not actionable for a benchmark user
+            warnings.simplefilter("ignore", FutureWarning)
+            loaded, load_ms = time_once(lambda: torch.jit.load(str(path), map_location=ctx.device).eval(), ctx.device)
         info = BackendInfo(self.name, self.version(), "torchscript", str(path), file_sha256(path), export_ms, hit,
                            load_ms, {"threads": torch.get_num_threads()})
         step = cycling([functools.partial(loaded, b) for b in batches])

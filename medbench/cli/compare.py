@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -24,8 +25,44 @@ compare_doc = _compare.__doc__ or ""
 DESCRIPTION = "Baseline vs current: verdicts per metric, and a regression gate."
 
 
+def _plain(doc: str) -> str:
+    """A docstring for --help: no reST markup (``code``, **bold**), module paths named as the docs name them."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"\1", doc.replace("``", ""))
+    return text.replace(" (medbench.cli.compare)", "").replace("medbench.analysis.verdicts; ", "")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _counted(changes: list[MetricChange]) -> str:
+    """``3 metrics in 1 setting``: what a section counts, said."""
+    return f"{_plural(len(changes), 'metric')} in {_plural(len({c.setting for c in changes}), 'setting')}"
+
+
+def one_line_error(text: object) -> str:
+    """An error as one clean line: the exception's type and the first line of its message, never a traceback
+    (also for error texts that carry one, or literal ``\\n`` from an older file)."""
+    lines = [ln.strip() for ln in str(text).replace("\\n", "\n").splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        lines = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt|Exit)\b", ln)][-1:] or lines[-1:]
+    return lines[0] if lines else ""
+
+
+def _summary(report: ComparisonReport) -> str:
+    """The last line: verdicts counted in metrics, matching counted in settings (each said)."""
+    n = report.counts()
+    metrics = (f"{_plural(n['regressions'], 'regression')}, {_plural(n['improvements'], 'improvement')}, "
+               f"{n['stable']} stable, {n['within_noise']} within noise, {n['unreliable']} unreliable"
+               + (f", {n['no_verdict']} without verdict" if n["no_verdict"] else ""))
+    settings = (f"{n['matched_settings']} matched, {n['models_differ']} models differ, {n['unmatched']} unmatched"
+                + (f", {n['failed']} failed" if n["failed"] else ""))
+    return f"metrics: {metrics}; settings: {settings}"
+
+
 def render(report: ComparisonReport) -> str:
-    """A terminal report: sections of verdicts with baseline / current / Δ%, then the summary line."""
+    """A terminal report: sections of verdicts with baseline / current / Δ% (each heading says how many metrics in
+    how many settings), failed settings as one clean line each, then the summary line."""
     thresholds = ", ".join(f"{k} {v:g}%" for k, v in sorted(report.thresholds.items()))
     lines = [f"baseline: {report.baseline_source}", f"current:  {report.current_source}",
              f"threshold {report.default_threshold:g}%" + (f" ({thresholds})" if thresholds else "")
@@ -40,18 +77,20 @@ def render(report: ComparisonReport) -> str:
                            ("UNRELIABLE: loaded, throttled or very noisy runs; no verdict", report.unreliable),
                            ("No verdict (interval only)", report.no_verdict)):
         if changes or title in ("Regressions", "Improvements"):
-            lines += ["", f"{title} ({len(changes)})"]
+            lines += ["", f"{title}: {_counted(changes)}"]
             lines += [_change_line(c) for c in changes]
-    lines += ["", f"Stable ({len(report.stable)})"] + _stable_lines(report.stable)
-    for pair in report.failed:
-        lines.append(f"FAILED: {pair['setting']}: {pair['why']}")
+    lines += ["", f"Stable (within the threshold): {_counted(report.stable)}"] + _stable_lines(report.stable)
+    if report.failed:
+        lines += ["", f"Failed: {_plural(len(report.failed), 'setting')} (tracebacks in the --output JSON)"]
+        lines += [f"   {pair['setting']}: {'; '.join(one_line_error(w) for w in str(pair['why']).split('; '))}"
+                  for pair in report.failed]
     if report.missing_in_current:
-        lines += ["", f"Only in baseline ({len(report.missing_in_current)}):"]
+        lines += ["", f"Only in baseline: {_plural(len(report.missing_in_current), 'setting')}"]
         lines += [f"  {s}" for s in report.missing_in_current]
     if report.new_in_current:
-        lines += ["", f"Only in current ({len(report.new_in_current)}):"]
+        lines += ["", f"Only in current: {_plural(len(report.new_in_current), 'setting')}"]
         lines += [f"  {s}" for s in report.new_in_current]
-    lines += ["", report.summary()]
+    lines += ["", _summary(report)]
     return "\n".join(lines)
 
 
@@ -63,7 +102,7 @@ def _stable_lines(changes: list[MetricChange]) -> list[str]:
     lines = []
     for setting, group in by_setting.items():
         worst = max(group, key=lambda c: abs(c.delta_pct or 0.0))
-        lines.append(f"   {setting:<48} {len(group)} metrics within threshold; largest {worst.metric} "
+        lines.append(f"   {setting:<48} {_plural(len(group), 'metric')} within threshold; largest {worst.metric} "
                      f"{(worst.delta_pct or 0.0):+.1f}%")
     return lines
 
@@ -76,7 +115,7 @@ def _change_line(c: MetricChange) -> str:
     if ci and c.confidence is not None and round(c.confidence, 3) != 0.95:
         ci += f" {c.confidence:.0%}"
     runs = f"runs {c.runs[0]}/{c.runs[1]}" if c.runs else ""
-    note = f"  ({c.note})" if c.note else ""
+    note = f"  ({one_line_error(c.note)})" if c.note else ""
     return (f" {mark} {c.setting:<48} {c.metric:<22} {number(c.baseline):>10} -> {number(c.current):<10} "
             f"{delta:>8} {ci:<18} {runs}{note}")
 
@@ -134,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="medbench compare", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(compare_doc.split("\n\n")[1:]).replace("``", "`") + "\n\nMetrics: " + ", ".join(KNOWN_METRICS)
+        epilog=_plain("\n\n".join(compare_doc.split("\n\n")[1:])) + "\n\nMetrics: " + ", ".join(KNOWN_METRICS)
         + ".\nExit status: 0 ok; 1 regressions with --fail-on-regression (or unreliable verdicts with "
           "--fail-on-unreliable, mismatches with --fail-on-mismatch); "
           "2 missing/unreadable input or bad arguments.")

@@ -2,7 +2,7 @@
 
 A sweep point killed at its time limit, OOM-killed or segfaulted never wrote its record, but Hydra
 wrote ``.hydra/overrides.yaml`` (and ``config.yaml``) into its run dir and submitit kept the job's
-logs. ``crashed_record`` turns that into a record-shaped dict with ``status: crashed``, the setting,
+logs. ``crashed_record`` turns that into a ``Record`` (``record.crashed``) with ``status: crashed``, the setting,
 the submitit/Slurm job id and how the job died, so the tables list the point instead of losing it.
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from medbench.results.record import Record, crashed, not_run
 
 
 # What a dead job's submitit/Slurm stderr log says about how it died: (pattern, error.type, message).
@@ -137,7 +139,7 @@ def _death_file(run_dir: Path) -> tuple[str, str] | None:
     return None
 
 
-def crashed_record(run_dir: Path, root: Path | None = None) -> dict[str, Any]:
+def crashed_record(run_dir: Path, root: Path | None = None) -> Record:
     """A run dir with Hydra's overrides but no result.json: the job died before writing.
 
     The setting comes from ``.hydra/config.yaml`` (else the overrides); how the job died from the end of
@@ -155,16 +157,15 @@ def crashed_record(run_dir: Path, root: Path | None = None) -> dict[str, Any]:
     death = _death_file(run_dir) or (_death(_log_tail(folder)) if folder is not None else None)
     kind, message = death or ("crash", "killed, timed out or crashed")
     where = f" (job {job_id}, log {folder})" if folder is not None else ""  # no submitit: Hydra's job number only
-    return {"status": "crashed", "error": {"type": kind, "message": f"no result.json: {message}{where}"},
-            "overrides": overrides, "run_dir": str(run_dir),
-            "provenance": {"submitit_job_id": job_id, "submitit_log_dir": str(folder) if folder else None,
-                           "slurm_job_id": job_id if folder is not None and _is_slurm(folder, str(job_id)) else None},
-            "metadata": {"model_name": _plain(model.get("name")) or values.get("model.name", values.get("model")),
-                         "imgsz": _plain(config.get("imgsz")) or values.get("imgsz"),
-                         "batch": _plain(config.get("batch")) or values.get("batch"),
-                         "device": _plain(config.get("device")) or values.get("device"),
-                         "precision": _plain(runtime.get("precision")) or values.get("runtime.precision"),
-                         "overrides": overrides}}
+    return crashed({"type": kind, "message": f"no result.json: {message}{where}"}, run_dir=str(run_dir),
+                   provenance={"submitit_job_id": job_id, "submitit_log_dir": str(folder) if folder else None,
+                               "slurm_job_id": job_id if folder is not None and _is_slurm(folder, str(job_id)) else None},
+                   metadata={"model_name": _plain(model.get("name")) or values.get("model.name", values.get("model")),
+                             "imgsz": _plain(config.get("imgsz")) or values.get("imgsz"),
+                             "batch": _plain(config.get("batch")) or values.get("batch"),
+                             "device": _plain(config.get("device")) or values.get("device"),
+                             "precision": _plain(runtime.get("precision")) or values.get("runtime.precision"),
+                             "overrides": overrides})
 
 
 def _plain(value: Any) -> Any:
@@ -207,7 +208,7 @@ def find_result_files(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def not_run_records(sweep_dir: Path) -> list[dict[str, Any]]:
+def not_run_records(sweep_dir: Path) -> list[Record]:
     """Points of the sweep plan (``sweep_plan.json``, written when the sweep started) that never started:
     no run dir with Hydra's ``.hydra/overrides.yaml`` for them. One record each, ``status: not_run``, with the
     planned overrides and the run dir the point would have had (``run_dir``; null when the subdir is unknown).
@@ -231,12 +232,9 @@ def not_run_records(sweep_dir: Path) -> list[dict[str, Any]]:
         if run_dir is None and point["overrides"] in seen:
             continue
         values = dict(o.split("=", 1) for o in point["overrides"] if "=" in o)
-        out.append({"status": "not_run",
-                    "error": {"type": "not_run", "message": "never started (the sweep stopped before this point)"},
-                    "overrides": point["overrides"], "run_dir": str(run_dir) if run_dir else None,
-                    "plan_num": point["num"],
-                    "metadata": {"model_name": values.get("model.name", values.get("model")),
-                                 "imgsz": values.get("imgsz"), "batch": values.get("batch"),
-                                 "device": values.get("device"), "precision": values.get("runtime.precision"),
-                                 "overrides": point["overrides"]}})
+        out.append(not_run(point["overrides"], run_dir=str(run_dir) if run_dir else None, plan_num=point["num"],
+                           message="never started (the sweep stopped before this point)",
+                           model_name=values.get("model.name", values.get("model")), imgsz=values.get("imgsz"),
+                           batch=values.get("batch"), device=values.get("device"),
+                           precision=values.get("runtime.precision")))
     return out

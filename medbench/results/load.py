@@ -225,16 +225,14 @@ def load_dir(root: Path | str, *, suites: bool = False) -> Loaded:
                 _add(found, dirpath / other)
                 with_record.add(dirpath)
         jsons += [dirpath / f for f in filenames if f.endswith(".json") and f not in (RESULT_NAME, "sweep_plan.json")]
-    made_up = [crashes.crashed_record(d, root) for d in run_dirs if d not in with_record]
-    made_up += crashes.not_run_records(root)  # the sweep plan's never-started points
-    for data in made_up:
-        try:  # shaped like version 1 (overrides at the top level) unless they say otherwise
-            record = to_record({"schema_version": 1, "kind": "run", **data}, data.get("run_dir") or root)
-        except ResultError as exc:
-            found.skipped.append((Path(data.get("run_dir") or root), str(exc)))
-            continue
-        record.run_dir = data.get("run_dir")
-        found.records.append(record)
+    for run_dir in run_dirs:  # points that left no record: what their run dir still says
+        if run_dir not in with_record:
+            try:
+                found.records.append(crashes.crashed_record(run_dir, root))
+            except ValidationError as exc:  # a hand-edited .hydra/config.yaml with values no record can hold
+                found.skipped.append((run_dir, f"{run_dir}: no result.json, and its config is unusable: "
+                                               f"{_one_line(exc)}"))
+    found.records += crashes.not_run_records(root)  # the sweep plan's never-started points
     if suites and not found.records:
         for path in jsons:
             _add_suite(found, path)

@@ -91,4 +91,5 @@ ENV_FIELDS: tuple[Field, ...] = (
     Field("env_cpu", "env.cpu", "CPU"),
     Field("env_torch", "env.torch", "torch version"),
     Field("env_cuda", "env.cuda", "CUDA version"),
+    Field("backend_version", "backend.version", "backend version"),
 )

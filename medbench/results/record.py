@@ -25,50 +25,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict
 from pydantic.json_schema import SkipJsonSchema
 
+from medbench.results.blocks import Block, Numbers, dig  # noqa: F401 (dig re-exported)
+
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 SUITE_KIND = "medbench-suite"  # the ``kind`` of a suite file
 Status = Literal["ok", "failed", "crashed", "interrupted", "not_run"]
 Kind = Literal["run", "api"]
 Number = float | None
-
-
-class Block(BaseModel):
-    """A record block: known fields typed, unknown ones kept; ``block["key"]`` reads either."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-
-    def __getitem__(self, key: str) -> Any:
-        if key in type(self).model_fields:
-            return getattr(self, key)
-        extra = self.model_extra or {}
-        if key not in extra:
-            raise KeyError(key)
-        return extra[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        setattr(self, key, value)
-
-    def update(self, **values: Any) -> None:
-        for key, value in values.items():
-            setattr(self, key, value)
-
-    def __contains__(self, key: object) -> bool:
-        """A key with a value: a typed field that is not None, or an extra key."""
-        if isinstance(key, str) and key in type(self).model_fields:
-            return getattr(self, key) is not None
-        return key in (self.model_extra or {})
-
-    def get(self, dotted: str, default: Any = None) -> Any:
-        """A nested value by dotted path (``"latency.p50_ms"``), or ``default`` where any level is missing."""
-        value = dig(self, dotted)
-        return default if value is None else value
-
-
-class Numbers(Block):
-    """A measurement block: strict numbers (an int is a number, a string or a bool is not)."""
-
-    model_config = ConfigDict(extra="allow", strict=True, validate_assignment=True)
 
 
 class ErrorInfo(Block):
@@ -109,12 +73,33 @@ class Metadata(Block):
     unit: str | None = Field(None, description="API entries: what throughput counts (calls/s, samples/s, ...)")
     duration_s: float | None = Field(None, description="API entries: total timed seconds (sum of samples_ms)")
     batch_size: int | None = Field(None, description="API entries: items per timed call")
+    # CLI runs: the rest of the job, then what the stages found (model, inputs, timed loop)
+    repeat: int | None = Field(None, description="replicate index of the setting (repeat='range(5)': 0..4)")
+    backend: str | None = Field(None, description="deployment backend timed (pytorch, torchscript, onnxruntime, ...)")
+    label_source: str | None = Field(None, description="where model_name came from (config, checkpoint, file name)")
+    model_kind: str | None = None
+    task: str | None = None
+    input_kind: str | None = None
+    trust_weights: bool | None = None
+    model_imports: list[str] | None = None
+    iters_config: dict[str, Any] | None = Field(None, description="the iters group as configured")
+    weights_sha256: str | None = None
+    num_classes: int | None = None
+    model_dtype: str | None = None
+    imgsz_requested: int | list[int] | str | None = Field(None, description="imgsz asked for, when rounded to the "
+                                                                           "model's stride")
+    input_shape: list[int] | None = None
+    input_dtype: str | None = None
+    timer: str | None = Field(None, description="perf_counter (CPU) or cuda_event")
+    stopped_by: str | None = Field(None, description="iters, target (iters.target_ci_pct reached) or cap")
+    samples: int | None = Field(None, description="number of timed calls (len(samples_ms))")
 
 
 class ModelComplexity(Numbers):
     params: int | None = None
     params_M: Number = None
     gflops: Number = None
+    gflops_unfused: Number = None
     fused: bool | None = None
 
 
@@ -153,19 +138,36 @@ class Memory(Numbers):
     allocated_MB: Number = None
     reserved_MB: Number = None
     peak_rss_MB: Number = None
+    input_MB: Number = None  # device memory held by preloaded inputs (scope=forward)
+    nvml_used_MB: Number = None  # NVML, whole device, after the loop
+    nvml_process_used_MB: Number = None  # NVML, this process, where NVML shows pids
 
 
 class ColdStart(Numbers):
+    """One-off costs, kept out of the samples (ms): building and placing the model, the first forward, warm-up,
+    torch.compile and CUDA graph capture, a deployment backend's export and load."""
+
     model_load_ms: Number = None
     first_forward_ms: Number = None
+    warmup_ms: Number = None
     compile_ms: Number = None
     cuda_graph_capture_ms: Number = None
     model_from_cache: bool | None = None
+    eager_forward_ms: Number = None
+    graph_breaks: int | None = None
+    graph_break_reasons: list[str] | None = None
+    compiled_graphs: int | None = None
+    recompiles: int | None = None
+    recompiled: dict[str, int] | None = None
+    export_ms: Number = None
+    export_cache_hit: bool | None = None
+    backend_load_ms: Number = None
 
 
 class Noise(Block):
     iqr_ms: Number = None
     iqr_over_median: Number = None
+    ci95_halfwidth_pct: Number = None  # larger side of the median's 95% interval, % of the median
     warning: str | None = None
 
 
@@ -176,6 +178,19 @@ class Telemetry(Block):
     loaded: bool | None = None
     other_cpu_cores: Number = None
     cpu_cores: int | None = None
+
+
+class BackendBlock(Block):
+    """The deployment runtime that was timed: its version, the exported file it loaded and the outputs check."""
+
+    name: str | None = None
+    version: str | None = None
+    format: str | None = None
+    file: str | None = None
+    file_sha256: str | None = None
+    export_cache_hit: bool | None = None
+    settings: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = Field(None, description="outputs vs PyTorch on the same input (status, diffs)")
 
 
 class Env(Block):
@@ -214,6 +229,7 @@ class Record(Block):
     throughput: Throughput | None = None
     memory: Memory | None = None
     cold_start: ColdStart | None = None
+    backend: BackendBlock | None = None
     samples_ms: list[Annotated[float, Strict()]] | None = Field(
         None, description="raw per-call times (ms), warm-up excluded")
     noise: Noise | None = None
@@ -261,18 +277,6 @@ def _json(model: BaseModel) -> dict[str, Any]:
     return {name: out[name] for name in [*type(model).model_fields, *out] if name in out}
 
 
-def dig(node: Any, dotted: str) -> Any:
-    """A nested value of a model or dict by dotted path (typed fields and extra keys alike), or None."""
-    for key in dotted.split("."):
-        if isinstance(node, BaseModel):
-            node = getattr(node, key, None) if key in type(node).model_fields else (node.model_extra or {}).get(key)
-        elif isinstance(node, dict):
-            node = node.get(key)
-        else:
-            return None
-    return node
-
-
 # --- constructors: the one place a record of each status is made --------------------------------------------------
 
 def failed(error: dict[str, Any] | ErrorInfo, **fields: Any) -> Record:
@@ -282,16 +286,18 @@ def failed(error: dict[str, Any] | ErrorInfo, **fields: Any) -> Record:
 
 def crashed(error: dict[str, Any], *, run_dir: str, metadata: dict[str, Any],
             provenance: dict[str, Any] | None = None) -> Record:
-    """A point that left no record (read from its run dir)."""
+    """A point that left no record (read from its run dir: ``medbench.results.crashes``)."""
     return Record(status="crashed", error=error, metadata=metadata, provenance=provenance, run_dir=run_dir)
 
 
-def interrupted(message: str, **fields: Any) -> Record:
+def interrupted(message: str, exception: str | None = None, **fields: Any) -> Record:
     """A point stopped by SIGINT / SIGTERM while it ran."""
-    return Record(status="interrupted", error={"type": "interrupted", "message": message}, **fields)
+    error = {"type": "interrupted", "message": message, **({"exception": exception} if exception else {})}
+    return Record(status="interrupted", error=error, **fields)
 
 
-def not_run(overrides: list[str], *, run_dir: str | None = None, **metadata: Any) -> Record:
-    """A point of the sweep plan that never started."""
-    return Record(status="not_run", error={"type": "not_run", "message": "never started"},
-                  metadata={"overrides": overrides, **metadata}, run_dir=run_dir)
+def not_run(overrides: list[str], *, run_dir: str | None = None, message: str = "never started",
+            plan_num: int | None = None, **metadata: Any) -> Record:
+    """A point of the sweep plan that never started (``plan_num``: its number in the plan)."""
+    return Record(status="not_run", error={"type": "not_run", "message": message},
+                  metadata={**metadata, "overrides": overrides}, run_dir=run_dir, plan_num=plan_num)

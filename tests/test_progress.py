@@ -42,7 +42,7 @@ def test_log_gets_sparse_lines_only():
     assert _run(tty=False, step_s=0.5) == ""  # 6 s in all: nothing beside the summary
     lines = _run(tty=False, step_s=10.0, iters=20).splitlines()  # 240 s: about one line per 30 s
     assert 6 <= len(lines) <= 8 and all("\r" not in line for line in lines)
-    assert lines[0].startswith("  ghost warm-up 3/4 (75%)") and lines[-1].startswith("  ghost timed 20/20 (100%) · ETA 0:00")
+    assert lines[0].startswith("  ghost warm-up 3/4 (75%)") and lines[-1].startswith("  ghost timed 17/20 (85%) · ETA 0:30")
 
 
 def test_engine_calls_the_hooks_outside_samples(monkeypatch):
@@ -59,3 +59,10 @@ def test_point_line_and_clock():
     assert point_line(2, ["model=ghost", "imgsz=320"], total=4) == "point 2/4 model=ghost imgsz=320"
     assert point_line(1, [], total=None).startswith("point 1 ")
     assert clock_text(65) == "1:05" and clock_text(3725) == "1:02:05"
+
+
+def test_a_long_run_in_a_log_stays_short():
+    lines = _run(tty=False, step_s=10.0, warmup=50, iters=300).splitlines()  # ~58 min: a line per 10% step at most
+    pct = {phase: [int(line.split("(")[1].split("%")[0]) for line in lines if f" {phase} " in line]
+           for phase in ("warm-up", "timed")}
+    assert pct == {"warm-up": [6, 12, 20, 30, 40, 50, 60, 70, 80, 90], "timed": [1, 10, 20, 30, 40, 50, 60, 70, 80, 90]}

@@ -2,8 +2,9 @@
 
 On a terminal the point's line updates in place (``\\r``): a bar for the warm-up, then for the timed
 loop, with the count and an ETA; when the loop ends the line stays as one finished line. When stderr is
-not a terminal (CI logs, a submitit log file) nothing is redrawn: a plain line is written at most once
-every ``SPARSE_EVERY_S`` seconds, so a long run shows it is alive and a short one adds no line at all.
+not a terminal (CI logs, a submitit log file) nothing is redrawn: a plain line is written at most once every
+``SPARSE_EVERY_S`` seconds and only when the phase reached a new 10% step (or ``HEARTBEAT_S`` passed without a
+line), so a long run shows it is alive in at most ~10 lines a phase and a short one adds no line at all.
 
 The timing engine calls these hooks between iterations only (never between a sample's clock reads),
 at most every ``medbench.run.timing.PROGRESS_EVERY_S`` during the timed loop; a hook does a clock read
@@ -18,7 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-SPARSE_EVERY_S = 30.0  # not a terminal: at most one progress line this often
+SPARSE_EVERY_S = 30.0  # not a terminal: at most one progress line this often, and only at a new 10% step ...
+HEARTBEAT_S = 300.0  # ... or when this long has passed without a line
 REDRAW_EVERY_S = 0.25  # a terminal: redraw the line at most this often
 BAR_WIDTH = 24
 
@@ -71,6 +73,7 @@ class PointProgress:
         self.last_draw = self.started
         self.drawn = False  # a terminal line is open (no newline yet)
         self.done = 0
+        self.step = (None, -1)  # (phase, 10% step) of the last plain line
 
     def warmup(self, done: int, planned: int) -> None:
         """After warm-up iteration ``done`` of ``planned``."""
@@ -78,7 +81,7 @@ class PointProgress:
         last = done >= planned
         if last:
             self.timed_started = now  # the timed loop starts right after the last warm-up iteration
-        if now - self.last_draw < (REDRAW_EVERY_S if self.tty else SPARSE_EVERY_S) and not (self.tty and last):
+        if not (self._due(now, "warm-up", done, planned) or (self.tty and last)):
             return
         pace = (now - self.started) / max(done, 1)
         eta = pace * (planned - done + self.planned)  # the timed loop at the warm-up's pace
@@ -90,11 +93,22 @@ class PointProgress:
         if self.timed_started is None:
             self.timed_started = now - last_ms / 1e3 * done  # first call: estimate the loop's start
         self.done, self.planned = done, max(planned, done)
-        if not self.tty and now - self.last_draw < SPARSE_EVERY_S:
+        if not self._due(now, "timed", done, self.planned):
             return
         pace = (now - self.timed_started) / max(done, 1)
         self._draw("timed", done, self.planned, pace * (self.planned - done), now, final=False,
                    extra=f"last {last_ms:.2f} ms")
+
+    def _due(self, now: float, phase: str, done: int, planned: int) -> bool:
+        """Time to draw? A terminal: every ``REDRAW_EVERY_S``. A log: ``SPARSE_EVERY_S`` apart and at a new 10% step
+        of the phase (at most ~10 lines a phase), or after ``HEARTBEAT_S`` without one."""
+        since = now - self.last_draw
+        if self.tty:
+            return since >= REDRAW_EVERY_S
+        if done >= planned:  # the phase's end: the next phase's (or the summary's) lines follow at once
+            return False
+        step = (phase, int(10 * done / planned))
+        return since >= SPARSE_EVERY_S and (step[0] != self.step[0] or step[1] > self.step[1] or since >= HEARTBEAT_S)
 
     def finish(self, samples: int | None = None) -> None:
         """The loop ended: a terminal keeps one finished line; a log gets nothing more (the summary follows)."""
@@ -110,6 +124,7 @@ class PointProgress:
         pct = 100.0 * done / planned if planned else 100.0
         tail = f" · {extra}" if extra else ""
         if not self.tty:
+            self.step = (phase, int(10 * done / planned) if planned else 10)
             print(f"  {self.label} {phase} {done}/{planned} ({pct:.0f}%) · ETA {clock_text(eta_s)}{tail}",
                   file=self.stream, flush=True)
             return

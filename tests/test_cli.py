@@ -146,6 +146,7 @@ def test_multirun_sweep_and_collate(medbench_cli, tmp_path):
     assert len(points) == 4 and points[0].startswith("point 1/4 ") and points[-1].startswith("point 4/4 ")
     assert "sweep of 4 point(s) → sweep" in proc.stderr and "[HYDRA]" not in proc.stderr + proc.stdout
     assert "result → sweep/0/result.json" in proc.stderr and str(tmp_path) not in proc.stderr
+    assert proc.stderr.count(" img/s · IQR ") == 4 and "latency/batch" not in proc.stderr  # one line a point
     table = pd.read_csv(sweep / "comparison.csv")  # written by the end-of-sweep callback
     assert len(table) == 4 and set(table["status"]) == {"ok"}
     out = tmp_path / "table.csv"

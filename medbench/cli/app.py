@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medbench.errors import MedbenchError, OutputError
 from medbench.cli import signals
-from medbench.cli.report import one_line, summary_lines
+from medbench.cli.report import one_line, point_summary, summary_lines
 from medbench.cli.signals import Interrupted
 from medbench.run.progress import point_line, set_sweep_total
 from medbench.text import display_path
@@ -139,7 +139,9 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     record = Record.model_validate(record).to_json()  # what is written is a valid record
     path = _write_record(run_dir / result_file, record)
     note_written("run", path)
-    if record["status"] == "ok":
+    if record["status"] == "ok" and multirun:  # one line a point: the end-of-sweep tables compare them
+        log.info(point_summary(record, display_path(path)))
+    elif record["status"] == "ok":
         for line in summary_lines(record, display_path(path)):
             log.info(line)
     else:

@@ -54,4 +54,5 @@ def test_env_names_the_workdir_repository_and_its_state(tmp_path: Path) -> None:
     git_state.cache_clear()
     assert collect_env(str(repo))["workdir_git"]["dirty"] is True
     assert git_state(str(repo / "sub"))["tracks_init"] is False  # a copy of a package here would be no clone of it
-    assert [cudnn_version_string(v) for v in (92400, 90100, 8907, 7605, None)] == ["9.24.0", "9.1.0", "8.9.7", "7.6.5", None]
+    assert [cudnn_version_string(v) for v in (92400, 91900, 90100, 8907, 7605, None)] == [
+        "9.24.0", "9.19.0", "9.1.0", "8.9.7", "7.6.5", None]  # 91900: torch 2.11 with nvidia-cudnn-cu13 9.19.0.56 (H100)

@@ -161,7 +161,7 @@ def _write_record(path: Path, record: dict[str, Any]) -> Path:
         if path.exists():
             kept = path.with_name(f"{path.name}.previous-{unique_stamp('%Y%m%dT%H%M%S')}")
             os.replace(path, kept)
-            log.warning("medbench: %s existed; kept it as %s", path, kept.name)
+            log.warning("medbench: %s existed; kept it as %s", display_path(path), kept.name)
         return write_json_atomic(path, record)
     except OSError as exc:
         raise OutputError(f"cannot write the result {path}: {exc.strerror or exc}") from exc

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medbench.api.suite import SUITES, Settings, build_suite
+from medbench.text import display_path
 
 
 
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         path = suite.save_results(output.name)
     print()
     print(render_table(results))
-    print(f"\nwrote {path}")
+    print(f"\nwrote {display_path(path)}")
     failed = [r.name for r in results if not r.ok]
     code = 1 if failed else 0
     if failed:

@@ -5,8 +5,8 @@ script below instead of Hydra's: Hydra's own script completes ``python some_file
 gives up on ``python -m medbench`` (it looks for a file named ``-m``), and its query reads the ``medbench`` of
 ``python -m medbench`` as an override. The script completes config groups, keys and values through Hydra's
 query (``-sc query=bash``, with the command line rewritten to ``medbench ...``), offers the subcommands
-(``collate``, ``compare``, ...) as the first word, and leaves every other ``python`` command line to the shell's
-file completion.
+(``collate``, ``compare``, ...) as the first word, and hands every other ``python`` command line to the
+completion ``python`` had when the script was installed (else the shell's file completion).
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ from collections.abc import Sequence
 
 _PYTHON_M = re.compile(r"^\s*\S*python[0-9.]*\s+-m\s+medbench(\s|$)")
 
-SCRIPT = r"""_medbench_complete()
+SCRIPT = r"""_MEDBENCH_PYTHON_COMP=$(complete -p python 2>/dev/null | sed -n 's/.*-F \([^ ]*\) .*/\1/p')
+[ "$_MEDBENCH_PYTHON_COMP" == "_medbench_complete" ] && _MEDBENCH_PYTHON_COMP=
+_medbench_complete()
 {
     local words=($COMP_LINE) helper word="${COMP_WORDS[COMP_CWORD]}"
     if [ "$(basename -- "${words[0]}")" == "medbench" ]; then
         helper="${words[0]}"
     elif [ "${words[1]}" == "-m" ] && [ "${words[2]}" == "medbench" ]; then
         helper="${words[0]} -m medbench"
+    elif [ -n "$_MEDBENCH_PYTHON_COMP" ]; then
+        "$_MEDBENCH_PYTHON_COMP" "$@"  # another python command: the completion python had before
+        return
     else
-        return  # another python command: the shell's own (file) completion
+        return  # another python command: the shell's file completion
     fi
     local line="medbench ${COMP_LINE#*medbench}"
     local choices
@@ -37,7 +42,9 @@ COMP_WORDBREAKS=${COMP_WORDBREAKS//=}
 complete -o nospace -o default -F _medbench_complete medbench python python3
 """
 
-UNINSTALL = "complete -r medbench python python3 2>/dev/null; unset -f _medbench_complete\n"
+UNINSTALL = ("complete -r medbench python python3 2>/dev/null; unset -f _medbench_complete\n"
+             '[ -n "$_MEDBENCH_PYTHON_COMP" ] && complete -F "$_MEDBENCH_PYTHON_COMP" python python3\n'
+             "unset _MEDBENCH_PYTHON_COMP\n")
 
 
 def _request(argv: Sequence[str]) -> str | None:

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 _PYTHON_M = re.compile(r"^\s*\S*python[0-9.]*\s+-m\s+medbench(\s|$)")
 
-SCRIPT = r"""_MEDBENCH_PYTHON_COMP=$(complete -p python 2>/dev/null | sed -n 's/.*-F \([^ ]*\) .*/\1/p')
-[ "$_MEDBENCH_PYTHON_COMP" == "_medbench_complete" ] && _MEDBENCH_PYTHON_COMP=
+SCRIPT = r"""_MEDBENCH_PYTHON_COMP=$( (complete -p python 2>/dev/null || true) | sed -n 's/.*-F \([^ ]*\) .*/\1/p')
+if [ "$_MEDBENCH_PYTHON_COMP" == "_medbench_complete" ]; then _MEDBENCH_PYTHON_COMP=; fi
 _medbench_complete()
 {
     local words=($COMP_LINE) helper word="${COMP_WORDS[COMP_CWORD]}"

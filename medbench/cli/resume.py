@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.usage = "medbench resume [-h] [--run] sweep_dir [-- override ...]"
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
-        print(f"medbench.resume: error: not a directory: {args.sweep_dir}", file=sys.stderr)
+        print(f"medbench resume: error: not a directory: {args.sweep_dir}", file=sys.stderr)
         return 2
     points = points_to_rerun(args.sweep_dir)
     if not points:
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(comment(f"{point['status']}: {point['run_dir']}: {point['error'] or ''}"))
         if point["refused"]:
             print(comment(f"refused, not re-run: {point['refused']}"))
-            print(f"medbench.resume: refused {point['run_dir']}: {point['refused']}".replace("\n", "\\n"),
+            print(f"medbench resume: refused {point['run_dir']}: {point['refused']}".replace("\n", "\\n"),
                   file=sys.stderr)
             continue
         cmd = rerun_command(point, args.sweep_dir, extra, python)

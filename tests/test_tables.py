@@ -36,7 +36,8 @@ def _record(model: str, p50: float, imgsz: int = 64, *, run: int = 0, gpu_mem: f
                         "benchmark_list_sha256": None, "repeat": repeat,
                         "overrides": [f"model={model}", f"imgsz={imgsz}", "device=cpu"]},
            "model_complexity": {"params": params, "params_M": params / 1e6, "gflops": params / 3.5e7},
-           "latency": {"mean_ms": p50 * 1.01, "p50_ms": p50, "p95_ms": p50 * 1.1, "p50_ci95_ms": [p50 * 0.98, p50 * 1.03]},
+           "latency": {"mean_ms": p50 * 1.01, "p50_ms": p50, "p95_ms": p50 * 1.1,
+                       "p50_ci95_ms": [p50 * 0.98, p50 * 1.03]},
            "throughput": {"fps_p50": 1000 / p50}, "memory": {"peak_gpu_mem_MB": gpu_mem},
            "noise": {"iqr_over_median": 0.02}, "env": {"gpu_name": None}, "samples_ms": samples}
     if status != "ok":  # a point that died: the setting only as the overrides say (imgsz unknown here)
@@ -68,7 +69,7 @@ def _study(imgszs=(64, 96)) -> list[dict]:
 def test_latex_escaping():
     assert escape("ghost_eca") == r"ghost\_eca" and escape("params_M") == r"params\_M"
     assert escape("params Δ%") == r"params $\Delta$\%"
-    assert escape("a&b #1 ~x {y} $z ^ \\") == (r"a\&b \#1 \textasciitilde{}x \{y\} \$z \textasciicircum{} "
+    assert escape("a&b #1 ~x {y} $z ^ \\") == (r"a\&b \#1 $\sim$x \{y\} \$z \textasciicircum{} "
                                                 r"\textbackslash{}")
     assert escape("8.2–10.5 ± 1") == r"8.2--10.5 $\pm$ 1"
 
@@ -135,7 +136,7 @@ def test_ablation_of_replicates_has_the_interval_of_the_run_medians():
     c = _collated(recs)
     ab = ablation_table(c.table, c.delta, "baseline").set_index("model")
     assert ab.loc["ghost", "runs"] == "5/5" and ab.loc["ghost", "latency_p50_ms"] == pytest.approx(8.0)
-    assert ab.loc["ghost", "p50_ci_lo_ms"] == pytest.approx(7.84) and ab.loc["ghost", "p50_ci_hi_ms"] == pytest.approx(8.16)
+    assert ab.loc["ghost", ["p50_ci_lo_ms", "p50_ci_hi_ms"]].tolist() == pytest.approx([7.84, 8.16])
     assert ab.loc["ghost", "p50_ci_conf"] == pytest.approx(1 - 2 * 0.5 ** 5)  # [min, max] of 5 run medians
     assert ab.loc["ghost", "verdict"] == "faster" and ab.loc["baseline", "is_baseline"]
     assert "coverage 94% with fewer than 6 runs" in render_report(c, "md")
@@ -158,7 +159,8 @@ def test_latex_compiles_with_pdflatex(tmp_path):
     c = _collated(recs)
     c.warnings.append("a warning with 50% and ghost_eca & co")
     tex = render_report(c, "latex")
-    for expected in ("\\toprule", "\\midrule", "\\bottomrule", "ghost\\_eca", "p2\\&\\#1\\%", "$\\Delta$\\% vs baseline",
+    for expected in ("\\toprule", "\\midrule", "\\bottomrule", "ghost\\_eca", "p2\\&\\#1\\%",
+                     "$\\Delta$\\% vs baseline",
                      "\\multicolumn{3}{c}{Latency (ms)}", "$10.00^{+0.30}_{-0.20}$"):
         assert expected in tex, expected
     body = "\n".join(ln for ln in tex.splitlines() if not ln.startswith("%"))  # notes are comments, as written
@@ -177,8 +179,31 @@ def test_backend_delta_renders_in_every_format():
     recs = [_record("eca", 10.0), _record("eca", 7.0, run=1)]
     recs[1]["metadata"]["backend"] = "onnxruntime"
     c = _collated(recs, "eca")
-    c.backend_delta = backend_delta_table(c.table, "pytorch")
+    c.backend_delta = backend_delta_table(c.table, base_backend="pytorch")
     text = render_report(c, "text")
     assert "Δ% vs backend pytorch" in text and "onnxruntime" in text and "nan" not in text
     assert "Δ% vs backend pytorch" in render_report(c, "md")
     assert "backend pytorch" in render_report(c, "latex") and "onnxruntime" in render_report(c, "latex")
+
+
+def test_outputs_never_replace_the_sweeps_own_files(tmp_path):
+    from argparse import Namespace
+
+    from medbench.cli.collate import _outputs
+    from medbench.errors import MedbenchError
+
+    def plan(**kw):
+        args = Namespace(directory=tmp_path, output=None, format=None, force=False, baseline=None,
+                         threshold=DEFAULT_THRESHOLD, baseline_backend=None)
+        vars(args).update(kw)
+        return [(p.name, fmt) for p, fmt in _outputs(args)]
+
+    assert plan() == [("comparison.csv", "csv"), ("comparison.md", "md")]  # the sweep's own, refreshed
+    assert plan(baseline="ghost", threshold=3.0) == [("comparison-vs-ghost-threshold-3.csv", "csv"),
+                                                     ("comparison-vs-ghost-threshold-3.md", "md")]
+    assert plan(format="latex") == []  # printed to stdout
+    assert plan(output=tmp_path / "t.tex") == [("t.tex", "latex")]
+    (tmp_path / "comparison_delta.csv").write_text("x")
+    with pytest.raises(MedbenchError, match="comparison_delta.csv is the sweep's own table"):
+        plan(output=tmp_path / "comparison.csv")  # its _delta sibling would be replaced
+    assert plan(output=tmp_path / "comparison.csv", force=True) == [("comparison.csv", "csv")]

@@ -47,7 +47,8 @@ def test_failed_suite_entry_is_one_line_and_sections_count_what_they_say(tmp_pat
     def plural(n: int, word: str) -> str:
         return f"{n} {word}" + ("" if n == 1 else "s")
 
-    assert head == f"Stable (within the threshold): {plural(len(stable), 'metric')} in {plural(len(settings), 'setting')}"
+    counted = f"{plural(len(stable), 'metric')} in {plural(len(settings), 'setting')}"
+    assert head == f"Stable (within the threshold): {counted}"
     body = lines[lines.index(head) + 1: lines.index(head) + 1 + len(settings)]
     assert sum(int(ln.split(" metric")[0].split()[-1]) for ln in body) == len(stable)  # per-setting counts add up
     n = len(report["regressions"])  # conv's status, and whatever timing noise made of sum / other

@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="let --output replace the sweep's own comparison.csv / comparison.md")
     parser.add_argument("--baseline", default=None,
-                        help="model the Δ%% table compares against (default: 'baseline' if present, else the first model)")
+                        help="model the Δ%% table compares against (default: 'baseline' if present, else the first "
+                             "model); the tables go beside the sweep's own, named comparison-vs-MODEL.*")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="PCT",
                         help="a variant is marked slower/faster only when its p50 Δ%% is beyond ±PCT and its 95%% "
                              f"interval excludes 0 (default {DEFAULT_THRESHOLD:g})")

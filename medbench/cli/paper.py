@@ -18,10 +18,10 @@ import pandas as pd
 
 from medbench.analysis.ablation import COLUMNS
 from medbench.cli.tables import SETTING_COLUMNS, blank, constant_settings, decimals_to_tell_apart, drop_empty, fixed, \
-    params_cells, pct, setting_line
+    numeric, params_cells, pct, setting_line
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+          "}": r"\}", "~": r"$\sim$", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
           "Δ": r"$\Delta$", "±": r"$\pm$", "–": "--", "—": "---", "×": r"$\times$", "µ": r"$\mu$", "μ": r"$\mu$",
           "≥": r"$\geq$", "≤": r"$\leq$", "…": r"\ldots{}", "→": r"$\rightarrow$", "·": r"$\cdot$", "≈": r"$\approx$"}
 MARKS_LATEX = {"~": r"$\sim$", "(baseline)": "baseline"}
@@ -105,7 +105,8 @@ def _grouped_header(heads: list[str], group: str) -> list[str]:
     cols = [i for i, h in enumerate(heads) if h.startswith(f"{group} ") and h.endswith(" (ms)")]
     if len(cols) < 2 or cols != list(range(cols[0], cols[-1] + 1)):
         return [" & ".join(escape(h) for h in heads) + r" \\"]
-    top = [""] * cols[0] + [f"\\multicolumn{{{len(cols)}}}{{c}}{{{escape(group)} (ms)}}"] + [""] * (len(heads) - cols[-1] - 1)
+    span = f"\\multicolumn{{{len(cols)}}}{{c}}{{{escape(group)} (ms)}}"
+    top = [""] * cols[0] + [span] + [""] * (len(heads) - cols[-1] - 1)
     rule = f"\\cmidrule(lr){{{cols[0] + 1}-{cols[-1] + 1}}}"
     bottom = [escape(h.removeprefix(f"{group} ").removesuffix(" (ms)")) if i in cols else escape(h)
               for i, h in enumerate(heads)]
@@ -115,9 +116,7 @@ def _grouped_header(heads: list[str], group: str) -> list[str]:
 def tabular(view: pd.DataFrame, breaks: Sequence[int] = (), group: str | None = None) -> str:
     """A booktabs ``tabular`` (cells already LaTeX): numbers right-aligned, text left; ``\\midrule`` before the
     rows in ``breaks``; ``group``: columns ``<group> ... (ms)`` under one spanning header."""
-    numeric = [any(ch.isdigit() for ch in "".join(view[c])) and not view[c].str.match(r"^[A-Za-z]").any()
-               for c in view.columns]
-    spec = "".join("r" if n else "l" for n in numeric)
+    spec = "".join("r" if numeric(view[c]) else "l" for c in view.columns)
     heads = _grouped_header(list(map(str, view.columns)), group) if group else \
         [" & ".join(escape(h) for h in view.columns) + r" \\"]
     lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", *heads, "\\midrule"]
@@ -130,13 +129,15 @@ def tabular(view: pd.DataFrame, breaks: Sequence[int] = (), group: str | None = 
 
 def latex_table(body: str, cap: str, label: str, small: bool = False) -> str:
     size = "\\footnotesize\n" if small else ""
-    return (f"\\begin{{table}}[ht]\n\\centering\n{size}\\caption{{{escape(cap)}}}\n\\label{{{label}}}\n{body}\n"
+    return (f"\\begin{{table}}[ht]\n\\centering\n\\setlength{{\\tabcolsep}}{{4pt}}\n{size}"
+            f"\\caption{{{escape(cap)}}}\n\\label{{{label}}}\n{body}\n"
             "\\end{table}")
 
 
 def latex(ab: pd.DataFrame, baseline: str | None, threshold: float) -> str:
     view, settings, breaks = ablation_view(ab, baseline, latex=True)
-    return latex_table(tabular(view, breaks, group="Latency"), caption(ab, baseline, settings, threshold), "tab:medbench-ablation")
+    return latex_table(tabular(view, breaks, group="Latency"), caption(ab, baseline, settings, threshold),
+                       "tab:medbench-ablation")
 
 
 __all__ = ["COLUMNS", "ablation_view", "caption", "escape", "latex", "latex_table", "markdown", "tabular"]

@@ -14,17 +14,9 @@ import pandas as pd
 from medbench.analysis.ablation import ablation_table, only_baseline
 from medbench.analysis.collate import Collated, point_label, setting_label
 from medbench.cli import paper
-from medbench.cli.tables import (blank, constant_settings, delta_view, drop_empty, fixed, render_frame, runs_view,
-                                  setting_line)
+from medbench.cli.tables import blank, constant_settings, delta_view, render_frame, runs_view, setting_line
 
 TEXT_WIDTH = 120  # terminal notes and warnings are wrapped at this width
-
-
-def _generic(df: pd.DataFrame) -> pd.DataFrame:
-    """Any table as display strings (floats with 2 decimals), without columns blank in every row."""
-    out = pd.DataFrame({str(c): [fixed(v, 2) if isinstance(v, float) else "" if blank(v) else str(v) for v in df[c]]
-                        for c in df.columns})
-    return drop_empty(out)
 
 
 def _frame(view: pd.DataFrame, fmt: str) -> str:

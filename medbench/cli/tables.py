@@ -19,10 +19,11 @@ import tabulate as tabulate_module
 from tabulate import tabulate
 
 from medbench.analysis.deltas import DELTA_HEADERS
-from medbench.results.metrics import DELTAS, METRICS
+from medbench.results.metrics import DELTAS, METRICS, TABLE
 
 SETTING_COLUMNS = ["imgsz", "batch", "device", "precision", "backend"]
 BY_COLUMN = {m.column: m for m in METRICS}
+DECIMALS = {"fps": 1, "fps_pipelined": 1, "peak_gpu_mem_MB": 1, "iqr_pct": 1}  # the rest: 2 (ms)
 HEADER_WIDTH = 9  # a text header is wrapped to this many characters per line
 
 
@@ -81,7 +82,7 @@ def constant_settings(rows: pd.DataFrame, columns: Sequence[str] = SETTING_COLUM
     """Setting columns with one known value for every row (shown once above the table, not in every row)."""
     out = {}
     for col in columns:
-        if col in rows and len(rows) > 1:
+        if col in rows and len(rows):
             values = {str(v) for v in rows[col] if not blank(v)}
             if len(values) == 1:
                 out[col] = values.pop()
@@ -95,7 +96,7 @@ def setting_line(constant: dict[str, str]) -> str:
 def runs_view(table: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFrame]:
     """The runs table as display strings, and the settings every run shares (one line)."""
     ok = table[table["status"] == "ok"]
-    constant = constant_settings(ok if len(ok) > 1 else table)
+    constant = constant_settings(ok if len(ok) else table)
     out = pd.DataFrame({"model": table["model"].map(lambda v: "" if blank(v) else str(v))})
     for col in [c for c in SETTING_COLUMNS if c not in constant]:
         out[col] = table[col].map(lambda v: "" if blank(v) else str(v))
@@ -103,17 +104,17 @@ def runs_view(table: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFrame
         out["variant"] = table["variant"].fillna("")
     if table["repeat"].fillna(0).astype(bool).any():
         out["repeat"] = table["repeat"].map(lambda v: "" if blank(v) else str(int(v)))
-    kind, cells = params_cells(table)
-    out[header("params", "" if kind == "count" else "M", fmt)] = cells
-    out[_metric_header("gflops", fmt)] = [fixed(v, decimals_to_tell_apart(table["gflops"], 2, 4) or 2)
-                                          for v in table["gflops"]]
-    for col in ("latency_mean_ms", "latency_p50_ms"):
-        out[_metric_header(col, fmt)] = [fixed(v, 2) for v in table[col]]
-    ci = [f"{fixed(lo, 2)}–{fixed(hi, 2)}" if not (blank(lo) or blank(hi)) else ""
-          for lo, hi in zip(table["p50_ci_lo_ms"], table["p50_ci_hi_ms"])]
-    out[header("p50 95% CI", "ms", fmt)] = ci
-    for col, d in (("latency_p95_ms", 2), ("fps", 1), ("fps_pipelined", 1), ("peak_gpu_mem_MB", 1), ("iqr_pct", 1)):
-        out[_metric_header(col, fmt)] = [fixed(v, d) for v in table[col]]
+    for m in TABLE:  # the metric table's columns, in its order
+        if m.column == "params_M":
+            kind, cells = params_cells(table)
+            out[header("params", "" if kind == "count" else "M", fmt)] = cells
+            continue
+        d = (decimals_to_tell_apart(table[m.column], 2, 4) or 2) if m.column == "gflops" else DECIMALS.get(m.column, 2)
+        out[_metric_header(m.column, fmt)] = [fixed(v, d) for v in table[m.column]]
+        if m.column == "latency_p50_ms":
+            out[header("p50 95% CI", "ms", fmt)] = [f"{fixed(lo, 2)}–{fixed(hi, 2)}" if not (blank(lo) or blank(hi))
+                                                    else "" for lo, hi in zip(table["p50_ci_lo_ms"],
+                                                                              table["p50_ci_hi_ms"])]
     out["flag"] = table["flag"].fillna("")
     if (table["status"] != "ok").any():
         out["status"] = table["status"]
@@ -157,12 +158,15 @@ def delta_view(delta: pd.DataFrame, fmt: str = "text") -> tuple[str, pd.DataFram
     return setting_line(constant), drop_empty(out), [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
 
 
+def numeric(cells: pd.Series) -> bool:
+    """A column of numbers (right-aligned): digits in it, and no cell starting with a letter (``ghost_eca_p2``)."""
+    text = [str(v) for v in cells if str(v)]
+    return any(ch.isdigit() for v in text for ch in v) and not any(v[0].isalpha() for v in text)
+
+
 def render_frame(df: pd.DataFrame, fmt: str = "text") -> str:
     """A frame of display strings as a text (``simple``) or GitHub Markdown table; numbers right-aligned."""
-    align = ["right" if any(ch.isdigit() for ch in "".join(df[c])) and c not in ("model", "device", "precision",
-                                                                                  "backend", "variant", "flag",
-                                                                                  "status", "note", "runs")
-             else "left" for c in df.columns]
+    align = ["right" if numeric(df[c]) else "left" for c in df.columns]
     padding, tabulate_module.MIN_PADDING = tabulate_module.MIN_PADDING, 0  # no 2 spaces beside every header
     try:
         return tabulate(df.values.tolist(), headers=list(df.columns), disable_numparse=True, missingval="",

@@ -105,3 +105,20 @@ def test_metric_table_has_one_row_per_name_and_column():
     for m in METRICS:  # every metric lives in a typed block of the record
         block, field = m.name.split(".")
         assert field in rec.Record.model_fields[block].annotation.__args__[0].model_fields
+
+
+def test_a_job_that_failed_before_its_stages_is_assembled_with_every_block(compose_cfg):
+    """``run.parts.assemble`` from no parts at all: the job's typed metadata, every cold_start key (null), the
+    pytorch backend block absent, no gpu_lock key (the lock was never taken); valid against the committed schema."""
+    from medbench.config.schema import to_job
+    from medbench.run.parts import Parts, assemble, job_metadata
+
+    job = to_job(compose_cfg(*QUICK, "device=cpu", "repeat=3"))
+    record = assemble(job_metadata(job, ["repeat=3"], {}), Parts(), "failed",
+                      {"type": "device", "message": "no such device"}, {"started_at": "t0"})
+    data = record.to_json()
+    _validator("result").validate(data)
+    assert record.metadata.repeat == 3 and record.metadata.backend == "pytorch" and record.backend is None
+    assert set(data["cold_start"]) >= {"model_load_ms", "warmup_ms", "compile_ms", "export_ms", "backend_load_ms"}
+    assert not any(data["cold_start"].values()) and data["latency"] is None and "gpu_lock" not in data["provenance"]
+    assert data["error"] == {"type": "device", "message": "no such device"} and data["status"] == "failed"

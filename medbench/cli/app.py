@@ -181,7 +181,8 @@ class SweepDirCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Remember the sweep dir and write the sweep plan (every point's overrides) before any point starts."""
-        from medbench.results.plan import plan_points, write_plan
+        from medbench.cli.sweep_plan import plan_points
+        from medbench.results.plan import write_plan
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         note_written("sweep", sweep_dir)

@@ -56,3 +56,13 @@ def dig(node: Any, dotted: str) -> Any:
         else:
             return None
     return node
+
+
+def json_form(model: BaseModel) -> dict[str, Any]:
+    """Every top-level field; inside blocks only the fields that were given (read or set)."""
+    out = model.model_dump(mode="json", exclude_unset=True)
+    for name, info in type(model).model_fields.items():
+        if name not in out and not info.exclude:
+            value = getattr(model, name)
+            out[name] = value.model_dump(mode="json", exclude_unset=True) if isinstance(value, BaseModel) else value
+    return {name: out[name] for name in [*type(model).model_fields, *out] if name in out}

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import ConfigDict, Field, Strict
 from pydantic.json_schema import SkipJsonSchema
 
-from medbench.results.blocks import Block, Numbers, dig  # noqa: F401 (dig re-exported)
+from medbench.results.blocks import Block, Numbers, dig, json_form  # noqa: F401 (dig re-exported)
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -178,6 +178,22 @@ class Telemetry(Block):
     loaded: bool | None = None
     other_cpu_cores: Number = None
     cpu_cores: int | None = None
+    device: dict[str, Any] | None = Field(None, description="the timed GPU as NVML names it (name, uuid, index)")
+    before: dict[str, Any] | None = Field(None, description="clocks, temperature, power, memory before the loop")
+    after: dict[str, Any] | None = Field(None, description="the same right after the loop")
+    loop_s: Number = None
+    throttle_reasons: list[str] | None = None
+    throttle_time_ms: dict[str, Any] | None = None
+    throttle_share: Number = Field(None, description="share of the loop the clocks were held down")
+    throttle_basis: str | None = None  # clock_event_counters | reason_snapshots
+    other_gpu_processes: int | None = None
+    energy_J: Number = None
+    energy_per_image_J: Number = None
+    host_samples_ms: list[float] | None = Field(None, description="host-side time per call (CUDA: launch cost)")
+    host_median_ms: Number = None
+    loadavg_1m_before: Number = None
+    loadavg_1m_after: Number = None
+    threads: int | None = None
 
 
 class BackendBlock(Block):
@@ -250,7 +266,7 @@ class Record(Block):
     def to_json(self) -> dict[str, Any]:
         """The JSON form that is written: every top-level field (null when absent), and in the blocks the fields the
         writer gave (a CLI run does not carry the API's ``metadata.unit``)."""
-        return _json(self)
+        return json_form(self)
 
 
 class Suite(Block):
@@ -264,17 +280,7 @@ class Suite(Block):
     results: list[Record] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {**_json(self), "results": [r.to_json() for r in self.results]}
-
-
-def _json(model: BaseModel) -> dict[str, Any]:
-    """Every top-level field; inside blocks only the fields that were given (read or set)."""
-    out = model.model_dump(mode="json", exclude_unset=True)
-    for name, info in type(model).model_fields.items():
-        if name not in out and not info.exclude:
-            value = getattr(model, name)
-            out[name] = value.model_dump(mode="json", exclude_unset=True) if isinstance(value, BaseModel) else value
-    return {name: out[name] for name in [*type(model).model_fields, *out] if name in out}
+        return {**json_form(self), "results": [r.to_json() for r in self.results]}
 
 
 # --- constructors: the one place a record of each status is made --------------------------------------------------

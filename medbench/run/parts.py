@@ -17,15 +17,11 @@ import torch
 from medbench.backends import Deployment
 from medbench.config.schema import Job
 from medbench.models.identity import checkpoint_label
-from medbench.results.record import ModelComplexity, Record, interrupted
+from medbench.results.record import ColdStart, ModelComplexity, Record, interrupted
 from medbench.results.store import collect_env, utc_now
 from medbench.run.measured import Measured
 from medbench.run.telemetry import empty_block
 from medbench.run.timing import Measurement
-
-_COLD_START = ("model_load_ms", "first_forward_ms", "warmup_ms", "compile_ms", "cuda_graph_capture_ms",
-               "model_from_cache", "eager_forward_ms", "graph_breaks", "graph_break_reasons", "compiled_graphs",
-               "recompiles", "recompiled", "export_ms", "export_cache_hit", "backend_load_ms")  # all written, null or not
 
 
 @dataclass
@@ -111,7 +107,7 @@ def assemble(job_meta: dict[str, Any], parts: Parts, status: str, error: dict[st
     metadata = {**job_meta, **({"device": parts.device} if parts.device else {}), "runtime": runtime,
                 **(model.metadata if model else {}), **(inputs.metadata if inputs else {}),
                 **(done.metadata if done else {})}
-    cold = {key: None for key in _COLD_START}
+    cold: dict[str, Any] = {key: None for key in ColdStart.model_fields}  # every key written, null or not
     for part in (model, backend, timed):
         cold.update(part.cold_start if part else {})
     if done:
@@ -119,8 +115,7 @@ def assemble(job_meta: dict[str, Any], parts: Parts, status: str, error: dict[st
     warnings = [*parts.warnings, *(model.warnings if model else []), *(inputs.warnings if inputs else []),
                 *(backend.warnings if backend else []), *(timed.warnings if timed else []),
                 *(done.warnings if done else [])]
-    complexity = model.complexity if model else ModelComplexity(params=None, params_M=None, gflops=None,
-                                                                 gflops_unfused=None, fused=None)
+    complexity = model.complexity if model else ModelComplexity(**{key: None for key in ModelComplexity.model_fields})
     lock = {"gpu_lock": parts.gpu_lock} if parts.locked else {}
     fields = dict(metadata=metadata, model_complexity=complexity, cold_start=cold,
                   backend=backend.block if backend else None, stages=timed.stages if timed else None,

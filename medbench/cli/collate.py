@@ -27,7 +27,7 @@ from medbench.analysis.deltas import DEFAULT_THRESHOLD
 from medbench.cli.rendering import render, render_delta, render_report
 from medbench.errors import MedbenchError
 from medbench.results.store import write_text_atomic
-from medbench.text import first_line, usage_error
+from medbench.text import display_path, first_line, usage_error
 
 log = logging.getLogger("medbench")
 __all__ = ["CollateCallback", "collate_sweep", "main", "render", "render_delta", "render_report", "run_collation",
@@ -84,7 +84,7 @@ def collate_sweep(sweep_dir: Path, baseline: str | None = None, plot: bool = Fal
         return None
     print(render_report(c, "text"))
     written += _html_report(c, sweep_dir)
-    log.info("comparison tables → %s", ", ".join(str(p) for p in written))
+    log.info("comparison tables → %s", ", ".join(display_path(p) for p in written))
     return c
 
 

@@ -70,6 +70,26 @@ def resolve_cfg(cfg: str) -> str:
     return cfg
 
 
+def cfg_sha256(cfg: str | None) -> str | None:
+    """sha256 of the YAML file a random-init model was built from: the file itself, or for an Ultralytics name the
+    file Ultralytics reads (``yolov8n.yaml`` → its ``yolov8.yaml``; the scale letter stays in ``cfg``). None when
+    there is no such file (a torchvision factory name)."""
+    import re
+
+    if not cfg or Path(cfg).suffix.lower() not in YAML_SUFFIXES:
+        return None
+    path = Path(resolve_cfg(cfg))
+    if not path.is_file():
+        from ultralytics.utils.checks import check_yaml
+
+        unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", str(path))  # as ultralytics' yaml_model_load does
+        try:
+            path = Path(check_yaml(unified, hard=False) or check_yaml(str(path)))
+        except Exception:  # not found: the build itself reports that
+            return None
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def build_from_yaml(cfg: str, task: str, num_classes: int | None) -> tuple[nn.Module, str, str]:
     """Random-init model from a YAML. Returns (model, cfg actually used, task of the YAML).
 

@@ -17,7 +17,7 @@ regression (false alarms), slowdown trials that do (detections), and ``unreliabl
 throttled or very noisy: the gate refuses to judge and, with ``--fail-on-unreliable``, fails). Not a test: on a
 shared machine the figures depend on the load, which is recorded (load average, flagged runs).
 
-    python benchmarks/aa_gate.py                     # 20 trials x 5 rounds x 3 sides, imgsz 320 (~40 min quiet)
+    python benchmarks/aa_gate.py                     # 20 trials x 5 rounds x 3 sides, imgsz 160 (~30 min quiet)
     python benchmarks/aa_gate.py --trials 3 --replicates 3 --imgsz 64 --iters 30
 """
 
@@ -74,7 +74,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--replicates", type=int, default=5)
-    parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--imgsz", type=int, default=160)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("outputs/aa_gate") / time.strftime("%Y-%m-%d_%H-%M-%S"))

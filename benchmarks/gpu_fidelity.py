@@ -54,11 +54,15 @@ TARGET_REPEAT = 0.02  # part 2: |run B / run A - 1|
 
 
 def bare_loop(fn, device: torch.device, n: int) -> list[float]:
-    """What anyone would write by hand: events around each call + synchronize (CPU: perf_counter)."""
+    """What a careful person writes by hand: one event pair (created, and recorded once, before the loop: torch
+    creates the CUDA event at its first record) around each call + synchronize (CPU: perf_counter)."""
     out = []
     if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        end.record()
+        torch.cuda.synchronize(device)
         for _ in range(n):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn()
             end.record()

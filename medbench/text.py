@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
@@ -60,3 +62,12 @@ def usage_error(prog: str, exc: BaseException | str) -> int:
 
     print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
     return 2
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as medbench prints it: relative to the current directory when it lies under it, else absolute."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve())) if p.is_absolute() else str(p)
+    except (ValueError, OSError):
+        return str(p)

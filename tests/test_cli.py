@@ -47,6 +47,20 @@ def test_single_run_writes_the_spec_record(medbench_cli, tmp_path):
     assert rec["cold_start"]["model_load_ms"] > 0 and rec["cold_start"]["first_forward_ms"] > 0
     assert rec["env"]["torch"] and rec["provenance"]["pid"] > 0
     assert "medbench · baseline" in proc.stderr + proc.stdout  # the summary was shown
+    assert "\r" not in proc.stderr and "warm-up 3/" not in proc.stderr  # not a terminal, < 30 s: no progress lines
+    assert meta["config"]["batch"] == 2 and meta["config"]["model"]["name"] == "baseline"  # the full config, also when ok
+    import hashlib
+    from ultralytics.utils.checks import check_yaml
+
+    assert meta["cfg_sha256"] == hashlib.sha256(open(check_yaml("yolov8.yaml"), "rb").read()).hexdigest()
+    env = rec["env"]
+    assert env["workdir_git"] is None and env["git_commit"] is None  # tmp_path is no repository
+    import medbench, subprocess
+    from pathlib import Path
+
+    clone = Path(medbench.__file__).resolve().parents[1]  # this editable install's clone
+    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert env["medbench_git"]["commit"] == head and env["medbench_git"]["root"] == str(clone)
     assert (path.parent / ".hydra" / "config.yaml").exists()
     assert not list(path.parent.glob("*.tmp"))
 
@@ -127,6 +141,12 @@ def test_multirun_sweep_and_collate(medbench_cli, tmp_path):
         cached.append(rec["cold_start"]["model_from_cache"])
     assert settings == {(64, 1), (64, 2), (96, 1), (96, 2)}
     assert sorted(cached) == [False, True, True, True]  # one process: the model is built once, then copied
+    # the console as a user reads it: point k/N lines, Hydra's lines plain on stderr, paths relative to the cwd
+    points = [line for line in proc.stderr.splitlines() if line.startswith("point ")]
+    assert len(points) == 4 and points[0].startswith("point 1/4 ") and points[-1].startswith("point 4/4 ")
+    assert "sweep of 4 point(s) → sweep" in proc.stderr and "[HYDRA]" not in proc.stderr + proc.stdout
+    assert "result → sweep/0/result.json" in proc.stderr and str(tmp_path) not in proc.stderr
+    assert proc.stderr.count(" img/s · IQR ") == 4 and "latency/batch" not in proc.stderr  # one line a point
     table = pd.read_csv(sweep / "comparison.csv")  # written by the end-of-sweep callback
     assert len(table) == 4 and set(table["status"]) == {"ok"}
     out = tmp_path / "table.csv"

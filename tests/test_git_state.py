@@ -33,3 +33,26 @@ def test_git_state_runs_no_program_from_repo_config_or_env(tmp_path: Path, monke
     state = git_state(str(repo))
     assert not marker.exists()
     assert len(state["git_commit"]) == 40 and state["git_dirty"] is True
+
+
+def test_env_names_the_workdir_repository_and_its_state(tmp_path: Path) -> None:
+    from medbench.results.store import collect_env, cudnn_version_string
+
+    repo = tmp_path / "study"
+    (repo / "sub").mkdir(parents=True)
+    run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout
+    run("init", "-q")
+    (repo / "train.py").write_text("x = 1\n")
+    run("add", ".")
+    run("-c", "user.email=a@b.c", "-c", "user.name=a", "commit", "-qm", "init")
+    git_state.cache_clear()
+    env = collect_env(str(repo / "sub"))
+    head = run("rev-parse", "HEAD").strip()
+    assert env["workdir_git"] == {"root": str(repo), "commit": head, "dirty": False}
+    assert (env["git_commit"], env["git_dirty"]) == (head, False)
+    (repo / "train.py").write_text("x = 2\n")
+    git_state.cache_clear()
+    assert collect_env(str(repo))["workdir_git"]["dirty"] is True
+    assert git_state(str(repo / "sub"))["tracks_init"] is False  # a copy of a package here would be no clone of it
+    assert [cudnn_version_string(v) for v in (92400, 91900, 90100, 8907, 7605, None)] == [
+        "9.24.0", "9.19.0", "9.1.0", "8.9.7", "7.6.5", None]  # 91900: torch 2.11 with nvidia-cudnn-cu13 9.19.0.56 (H100)

@@ -356,3 +356,31 @@ def test_decoded_images_are_reused_until_the_file_changes(tmp_path):
     small = DecodedCache(max_bytes=first.nbytes)  # room for one image: the oldest goes first
     small.get(path, (32, 32)), small.get(path, (64, 64))
     assert len(small.items) == 1 and small.nbytes == 64 * 64 * 3
+
+
+def _png_with_bad_iccp(path: Path, w: int = 8, h: int = 6) -> Path:
+    """A valid RGB PNG whose iCCP chunk holds no ICC profile: libpng warns about it on the C-level stderr."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + bytes([120, 60, 200]) * w for _ in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"iCCP", b"bad\x00\x00" + zlib.compress(b"not a profile" * 20))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_png_with_a_bad_iccp_chunk_decodes_without_libpng_noise(tmp_path, capfd):
+    from medbench.inputs.images import read_image
+
+    path = _png_with_bad_iccp(tmp_path / "bad.png")
+    raw = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    assert "libpng warning" in capfd.readouterr().err  # the file does make libpng warn
+    img = read_image(path)
+    os.write(2, b"fd 2 is back\n")
+    err = capfd.readouterr().err
+    assert "libpng" not in err and "fd 2 is back" in err
+    assert img.shape == (6, 8, 3) and (img == raw).all() and tuple(img[0, 0]) == (200, 60, 120)

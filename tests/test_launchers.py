@@ -28,7 +28,16 @@ from conftest import QUICK
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL_SLURM = REPO.parent / "shared" / "slurm" / "local-slurm"
-HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+
+
+def _has_module(name: str) -> bool:
+    try:  # find_spec of a dotted name raises when its parent package (hydra_plugins) is not installed at all
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+HAS_SUBMITIT = _has_module("hydra_plugins.hydra_submitit_launcher")
 needs_submitit = pytest.mark.skipif(not HAS_SUBMITIT, reason="needs hydra-submitit-launcher (pip install -e '.[slurm]')")
 
 

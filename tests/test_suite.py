@@ -100,7 +100,7 @@ def test_suite_cli_writes_a_valid_suite_file(tmp_path: Path) -> None:
     for entry in data["results"]:
         r = BenchmarkResult.from_dict(entry)
         assert r.ok and r.metadata["unit"] == "ops/s" and len(r.samples_ms) == 50 and r.latency["p50_ms"] > 0
-    assert "preprocess_color_jitter" in proc.stdout and f"wrote {out}" in proc.stdout
+    assert "preprocess_color_jitter" in proc.stdout and f"wrote {out.relative_to(tmp_path)}\n" in proc.stdout  # cwd-relative
     assert "not measured" in proc.stdout  # the target table: nothing of it is in a preprocess-only run
 
 
@@ -244,3 +244,13 @@ def test_targets_reject_a_foreign_file(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(ResultError, match="neither"):
         check_targets(load_targets(), tmp_path / "x.json")
+
+
+def test_suite_never_replaces_an_existing_output_silently(tmp_path, capsys):
+    from medbench.cli.suite import main as suite_main
+
+    existing = tmp_path / "current.json"
+    existing.write_text('{"kept": true}')
+    assert suite_main(["--tests", "preprocess", "--quick", "--output", str(existing)]) == 2
+    assert existing.read_text() == '{"kept": true}'
+    assert "exists: pass --force" in capsys.readouterr().err

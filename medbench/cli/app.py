@@ -24,8 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from medbench.errors import MedbenchError, OutputError
 from medbench.cli import signals
-from medbench.cli.report import one_line, summary_lines
+from medbench.cli.report import one_line, point_summary, summary_lines
 from medbench.cli.signals import Interrupted
+from medbench.run.progress import point_line, set_sweep_total
+from medbench.text import display_path
 from medbench.results.record import Record, failed
 from medbench.results.store import collect_env, error_block, provenance, utc_now, write_json_atomic
 from medbench.config.given import without_group_defaults
@@ -82,17 +84,21 @@ def _written(path: Path) -> dict[str, list[Path]]:
     return out
 
 
+def composed_config(cfg: DictConfig) -> dict[str, Any]:
+    """The point's full composed config (resolved; the raw tree where an interpolation cannot resolve)."""
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except Exception:
+        return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
+
+
 def _config_failure(cfg: DictConfig, exc: Exception, overrides: list[str], choices: dict[str, Any]) -> dict[str, Any]:
     """A failed record for a config that could not become a Job (values out of range)."""
     from medbench.run.telemetry import empty_block
 
-    try:
-        config = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # an unresolvable interpolation: keep the raw tree
-        config = OmegaConf.to_container(cfg, resolve=False)
     return failed(error_block(exc), telemetry=empty_block(), env=collect_env(),
                   metadata={"model_name": OmegaConf.select(cfg, "model.name"), "timestamp": utc_now(),
-                            "overrides": overrides, "choices": choices, "config": config},
+                            "overrides": overrides, "choices": choices, "config": composed_config(cfg)},
                   provenance={**provenance(), "started_at": utc_now(), "ended_at": utc_now()}).to_json()
 
 
@@ -107,6 +113,8 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
     overrides = list(hc.overrides.task)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra")}
     without_group_defaults(cfg, overrides, choices)  # a checkpoint's label and architecture come from itself
+    if multirun:
+        log.info(point_line(int(hc.job.num) + 1, overrides))
     try:
         result_file = check_result_file(cfg.result_file)
     except MedbenchError:
@@ -123,21 +131,25 @@ def run_from_config(cfg: DictConfig) -> dict[str, Any]:
         except KeyboardInterrupt as exc:  # SIGINT / SIGTERM (medbench.cli.signals): record the point, then stop
             record = getattr(exc, "record", None)
             if record is not None:
+                record["metadata"]["config"] = composed_config(cfg)
                 _write_record(run_dir / result_file, record)
             raise
         record["warnings"].extend(config_warnings(job))
+        record["metadata"]["config"] = composed_config(cfg)  # every record carries the config it ran with
     record = Record.model_validate(record).to_json()  # what is written is a valid record
     path = _write_record(run_dir / result_file, record)
     note_written("run", path)
-    if record["status"] == "ok":
-        for line in summary_lines(record, path):
+    if record["status"] == "ok" and multirun:  # one line a point: the end-of-sweep tables compare them
+        log.info(point_summary(record, display_path(path)))
+    elif record["status"] == "ok":
+        for line in summary_lines(record, display_path(path)):
             log.info(line)
     else:
-        log.error("medbench: error: %s  (%s error; record: %s)", record["error"]["message"], record["error"]["type"], path)
+        log.error("medbench: error: %s  (%s error; record: %s)", record["error"]["message"], record["error"]["type"], display_path(path))
         if record["error"].get("traceback"):
             log.debug(record["error"]["traceback"])
         # Returning (not raising) keeps Hydra from aborting a sweep and from printing its own error banner.
-    return {"status": record["status"], "path": str(path)}
+    return {"status": record["status"], "path": str(path), "p50_ms": (record.get("latency") or {}).get("p50_ms")}
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> Path:
@@ -149,7 +161,7 @@ def _write_record(path: Path, record: dict[str, Any]) -> Path:
         if path.exists():
             kept = path.with_name(f"{path.name}.previous-{unique_stamp('%Y%m%dT%H%M%S')}")
             os.replace(path, kept)
-            log.warning("medbench: %s existed; kept it as %s", path, kept.name)
+            log.warning("medbench: %s existed; kept it as %s", display_path(path), kept.name)
         return write_json_atomic(path, record)
     except OSError as exc:
         raise OutputError(f"cannot write the result {path}: {exc.strerror or exc}") from exc
@@ -175,6 +187,8 @@ class SweepDirCallback(Callback):
         sweep_dir = Path(str(config.hydra.sweep.dir))
         note_written("sweep", sweep_dir)
         points = plan_points(config)
+        set_sweep_total(len(points) if points is not None else None)
+        log.info("sweep of %s point(s) → %s", len(points) if points is not None else "?", display_path(sweep_dir))
         if points is not None:
             try:
                 write_plan(sweep_dir, points)
@@ -205,6 +219,10 @@ def _collate_stopped_sweep(exc: BaseException, sweep_dir: Path | None) -> None:
 def run_hydra() -> None:
     """The Hydra run (``medbench`` without a subcommand): user errors, signals and failed writes in one line; the
     exit status of a finished run or sweep is computed from the records it wrote (1 when any point is not ok)."""
+    from medbench.cli import completion
+
+    if completion.handle(sys.argv[1:]):  # tab completion of `medbench` and `python -m medbench` (README)
+        return
     show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises; we decide how errors look
     logging.raiseExceptions = False  # a full disk must not turn every log line into a traceback on stderr

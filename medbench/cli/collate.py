@@ -27,7 +27,7 @@ from medbench.analysis.deltas import DEFAULT_THRESHOLD
 from medbench.cli.rendering import render, render_delta, render_report
 from medbench.errors import MedbenchError
 from medbench.results.store import write_text_atomic
-from medbench.text import first_line, usage_error
+from medbench.text import display_path, first_line, usage_error
 
 log = logging.getLogger("medbench")
 __all__ = ["CollateCallback", "collate_sweep", "main", "render", "render_delta", "render_report", "run_collation",
@@ -83,8 +83,20 @@ def collate_sweep(sweep_dir: Path, baseline: str | None = None, plot: bool = Fal
         log.error("medbench: collation failed: %s", first_line(exc))
         return None
     print(render_report(c, "text"))
-    log.info("comparison tables → %s", ", ".join(str(p) for p in written))
+    written += _html_report(c, sweep_dir)
+    log.info("comparison tables → %s", ", ".join(display_path(p) for p in written))
     return c
+
+
+def _html_report(c: Collated, sweep_dir: Path) -> list[Path]:
+    """The sweep's report.html (medbench.report); a failure to draw it is one line, never the sweep's failure."""
+    try:
+        from medbench.report.build import REPORT_NAME, write_report
+
+        return [write_report(c, sweep_dir / REPORT_NAME, sweep_dir)]
+    except Exception as exc:  # matplotlib missing or failing, a full disk: the tables are written already
+        log.error("medbench: report.html not written: %s", first_line(exc))
+        return []
 
 
 class CollateCallback(Callback):

@@ -2,6 +2,7 @@
 
     medbench collate DIR            tables of a sweep directory (medbench.cli.collate)
     medbench compare --baseline A --current B   the regression gate (medbench.cli.compare)
+    medbench report DIR             the sweep's HTML report (medbench.cli.html_report)
     medbench resume DIR             re-run a sweep's failed, crashed and not-run points (medbench.cli.resume)
     medbench suite ...              the built-in suites (medbench.cli.suite)
     medbench targets RESULTS        performance targets (medbench.cli.targets)
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 SUBCOMMANDS = {
     "collate": ("medbench.cli.collate", "tables of a sweep directory (comparison.csv / .md)"),
     "compare": ("medbench.cli.compare", "baseline vs current: verdicts and the regression gate"),
+    "report": ("medbench.cli.html_report", "the sweep's self-contained HTML report (report.html)"),
     "resume": ("medbench.cli.resume", "re-run a sweep's failed, crashed and not-run points"),
     "suite": ("medbench.cli.suite", "run the built-in benchmark suites into one suite file"),
     "targets": ("medbench.cli.targets", "check performance targets against results"),

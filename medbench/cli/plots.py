@@ -35,23 +35,31 @@ def _setting(row: pd.Series) -> str:
     return f"{label} · {row['variant']}" if row.get("variant") else label
 
 
-def plot_latency_vs_size(table: pd.DataFrame, path: Path | str, x: str = "params_M") -> Path:
-    """Scatter of median latency against params (M) or GFLOPs: one marker per setting, points labelled by model."""
+def latency_vs_size_figure(table: pd.DataFrame, x: str = "params_M") -> Any:
+    """Scatter of median latency against params (M) or GFLOPs: one marker per setting, points labelled by model
+    (labels placed so that near-identical variants, e.g. eca and baseline, do not overwrite each other)."""
     plt = _pyplot()
+    from medbench.report.labels import place_labels
+
     ok = table[(table["status"] == "ok") & table["latency_p50_ms"].notna() & table[x].notna()]
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     for i, (setting, group) in enumerate(ok.groupby(ok.apply(_setting, axis=1), sort=False)):
         ax.scatter(group[x], group["latency_p50_ms"], marker=MARKERS[i % len(MARKERS)], s=50, label=setting)
-        for _, row in group.iterrows():
-            ax.annotate(str(row["model"]), (row[x], row["latency_p50_ms"]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
     ax.set_xlabel("parameters (M)" if x == "params_M" else "GFLOPs")
     ax.set_ylabel("latency p50 per batch (ms)")
     ax.set_title(f"latency vs {'parameters' if x == 'params_M' else 'GFLOPs'}")
     ax.grid(True, alpha=0.3)
+    ax.margins(0.2)
     if len(ok):
         ax.legend(fontsize=8, title="setting", title_fontsize=8)
-    return _save(fig, plt, path)
+    fig.tight_layout()
+    place_labels(ax, list(ok[x]), list(ok["latency_p50_ms"]), [str(m) for m in ok["model"]])
+    return fig
+
+
+def plot_latency_vs_size(table: pd.DataFrame, path: Path | str, x: str = "params_M") -> Path:
+    """``latency_vs_size_figure`` written as a PNG."""
+    return _save(latency_vs_size_figure(table, x), _pyplot(), path, layout=False)
 
 
 def plot_latency_by_setting(table: pd.DataFrame, path: Path | str) -> Path:
@@ -80,8 +88,9 @@ def plot_latency_by_setting(table: pd.DataFrame, path: Path | str) -> Path:
     return _save(fig, plt, path)
 
 
-def _save(fig: Any, plt: Any, path: Path | str) -> Path:
-    fig.tight_layout()
+def _save(fig: Any, plt: Any, path: Path | str, layout: bool = True) -> Path:
+    if layout:
+        fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png")
     plt.close(fig)

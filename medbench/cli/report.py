@@ -54,9 +54,25 @@ def summary_lines(record: dict[str, Any], path: Path | str) -> list[str]:
         + (f" · stopped by {meta['stopped_by']}" if meta.get("stopped_by") not in (None, "iters") else ""),
     ]
     lines[1:1] = _backend_lines(record)
+    acc = record.get("accuracy")
+    if acc:
+        shown = " · ".join(f"{label} {acc[key] * 100:.1f}%" for key, label in
+                           (("map50_95", "mAP50-95"), ("map50", "mAP50"), ("top1", "top-1")) if acc.get(key) is not None)
+        lines.insert(2, f"  accuracy {shown} (from {acc.get('source')})")
     if record.get("stages"):
         stages = " · ".join(f"{k} {v['p50_ms']:.2f}" for k, v in record["stages"].items())
         lines.append(f"  stages (p50 ms)  {stages}")
     lines += [f"  warning: {w}" for w in record.get("warnings", [])]
     lines.append(f"  result → {path}")
     return lines
+
+
+def point_summary(record: dict[str, Any], path: Path | str) -> str:
+    """A sweep point's one line (the sweep's tables carry the rest): p50 with its interval, throughput, noise,
+    how many warnings the record holds, where it is."""
+    lat, thr, noise = record["latency"], record["throughput"], record["noise"] or {}
+    iqr = noise.get("iqr_over_median")
+    warnings = len(record.get("warnings") or [])
+    return (f"  {record['metadata']['model_name']}: p50 {_fmt(lat['p50_ms'])} ms{_ci(lat.get('p50_ci95_ms'))} · "
+            f"{_fmt(thr['fps_p50'], '.1f')} img/s · IQR {_fmt(iqr * 100 if iqr is not None else None, '.1f')}%"
+            + (f" · {warnings} warning{'s' if warnings > 1 else ''}" if warnings else "") + f" · result → {path}")

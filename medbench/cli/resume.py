@@ -181,7 +181,11 @@ def comment(text: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m medbench.resume", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="medbench resume",
+                                     description="Print the commands that re-run a sweep's failed, crashed, "
+                                                 "interrupted and never-started points (--run runs them), then "
+                                                 "collate the sweep again. Overrides after -- are added to every "
+                                                 "re-run (e.g. -- iters=quick). Also: python -m medbench.resume.",
                                      epilog="Exit status: 0 with commands printed (or all re-runs ok), "
                                             "1 when nothing needs re-running, a point was refused or a re-run "
                                             "failed, 2 for a missing directory.")
@@ -190,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
-    parser.usage = "python -m medbench.resume [-h] [--run] sweep_dir [-- override ...]"
+    parser.usage = "medbench resume [-h] [--run] sweep_dir [-- override ...]"
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
-        print(f"medbench.resume: error: not a directory: {args.sweep_dir}", file=sys.stderr)
+        print(f"medbench resume: error: not a directory: {args.sweep_dir}", file=sys.stderr)
         return 2
     points = points_to_rerun(args.sweep_dir)
     if not points:
@@ -207,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print(comment(f"{point['status']}: {point['run_dir']}: {point['error'] or ''}"))
         if point["refused"]:
             print(comment(f"refused, not re-run: {point['refused']}"))
-            print(f"medbench.resume: refused {point['run_dir']}: {point['refused']}".replace("\n", "\\n"),
+            print(f"medbench resume: refused {point['run_dir']}: {point['refused']}".replace("\n", "\\n"),
                   file=sys.stderr)
             continue
         cmd = rerun_command(point, args.sweep_dir, extra, python)

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medbench.api import suite as _suite
 from medbench.api.suite import SUITES, Settings, build_suite
+from medbench.text import display_path
 
-suite_doc = (_suite.__doc__ or "").replace("``", "`")
 
 
 def render_table(results: Sequence[Any]) -> str:
@@ -46,13 +45,18 @@ def _progress_line(result: Any) -> None:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="medbench suite", description=suite_doc.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="medbench suite",
+                                description="Run the built-in benchmark suites on generated workloads (nothing is "
+                                            "downloaded), print their table and save them as one suite file, a valid "
+                                            "input of medbench compare and medbench targets.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="suites: data (loading uncached vs cached, num_workers 0/2), preprocess "
                                        "(resize, normalize, flip, colour jitter ops/s), model (resnet50, vit_b_16 "
                                        "samples/s)")
     p.add_argument("--tests", nargs="+", choices=SUITES, default=list(SUITES), help="suites to run (default: all)")
-    p.add_argument("--output", default="benchmarks/current.json", help="suite file to write")
+    p.add_argument("--output", default="benchmarks/current.json",
+                   help="suite file to write (default: benchmarks/current.json); an existing file is kept unless --force")
+    p.add_argument("--force", action="store_true", help="replace --output when it exists")
     p.add_argument("--device", default="auto", help="device for the model suite (auto, cpu, 0, cuda:0)")
     p.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under 2 minutes")
     p.add_argument("--batch-size", type=int, help="model batch size (default 8, 1 with --quick)")
@@ -79,6 +83,10 @@ def _run(args: argparse.Namespace) -> int:
     tests = list(dict.fromkeys(args.tests))
     settings = Settings.make(quick=args.quick, device=args.device, batch_size=args.batch_size, iters=args.iters)
     output = Path(args.output)
+    if output.exists() and not args.force:  # checked before anything runs: never replaced silently
+        from medbench.errors import OutputError
+
+        raise OutputError(f"{output} exists: pass --force to replace it, or --output another file")
     with tempfile.TemporaryDirectory(prefix="medbench-suite-") as tmp:
         suite = build_suite(tests, settings, Path(tmp) / "images", name=args.name,
                             output_dir=output.parent if str(output.parent) else ".")
@@ -88,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
         path = suite.save_results(output.name)
     print()
     print(render_table(results))
-    print(f"\nwrote {path}")
+    print(f"\nwrote {display_path(path)}")
     failed = [r.name for r in results if not r.ok]
     code = 1 if failed else 0
     if failed:

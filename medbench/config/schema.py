@@ -25,6 +25,18 @@ BACKENDS = ("pytorch", "torchscript", "onnxruntime", "openvino", "tensorrt")
 
 
 @dataclass
+class AccuracyConfig:
+    """Validation accuracy of the weights given by hand (fractions in [0, 1]); null: read from the checkpoint."""
+
+    map50_95: Optional[float] = None  # mAP50-95 (box)
+    map50: Optional[float] = None
+    precision: Optional[float] = None
+    recall: Optional[float] = None
+    top1: Optional[float] = None  # classifiers
+    top5: Optional[float] = None
+
+
+@dataclass
 class ModelConfig:
     """What to benchmark: an Ultralytics YAML (random init), a checkpoint, or a torchvision factory."""
 
@@ -38,6 +50,7 @@ class ModelConfig:
     default_imgsz: int = 640  # the model kind's natural input size; top-level imgsz defaults to it
     trust_weights: bool = False  # unpickle `weights` with full code execution (only for files you trust)
     imports: list[str] = field(default_factory=list)  # modules imported first: the user's own layers (allow-listed)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)  # by hand; else the checkpoint's own metrics
 
 
 @dataclass
@@ -219,6 +232,9 @@ def to_job(cfg: DictConfig) -> Job:
     _choice("model.kind", model.kind, MODEL_KINDS)
     if not model.weights and not model.cfg:
         raise ConfigError(f"model {model.name!r} has neither model.cfg nor model.weights")
+    for key, value in vars(model.accuracy).items():
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise ConfigError(f"model.accuracy.{key} must be a fraction in [0, 1] (0.412 for 41.2%), got {value}")
     _choice("input.kind", inp.kind, INPUT_KINDS)
     _positive("input.size", inp.size)
     _positive("iters.iters", iters.iters)

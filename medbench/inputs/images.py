@@ -7,10 +7,13 @@ with wrap-around (``batch_indices``, ``load_batches``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
+import sys
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Sequence
 
@@ -97,6 +100,38 @@ def list_sha256(paths: Sequence[Path]) -> str:
     return hashlib.sha256(list_bytes(paths)).hexdigest()
 
 
+@contextlib.contextmanager
+def _libpng_quiet() -> Iterator[None]:
+    """Silence the process's C-level stderr (fd 2) for one PNG decode.
+
+    libpng writes its warnings about a file's metadata (``libpng warning: iCCP: known incorrect sRGB profile``,
+    common in PNGs exported by some editors) straight to fd 2, where Python cannot catch them; they do not affect
+    the decoded pixels, and a file that cannot be decoded still fails (``imread`` returns None). Four system calls
+    (dup, dup2, dup2, close): microseconds beside a decode.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no fd 2 (a closed stderr): nothing to silence
+        yield
+        return
+    try:
+        os.dup2(_devnull(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_DEVNULL: list[int] = []
+
+
+def _devnull() -> int:
+    if not _DEVNULL:
+        _DEVNULL.append(os.open(os.devnull, os.O_WRONLY))
+    return _DEVNULL[0]
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode one image to a BGR uint8 (h, w, 3) array, as Ultralytics does (its unicode-safe ``imread``).
 
@@ -110,7 +145,11 @@ def read_image(path: Path) -> np.ndarray:
         imread = cv2.imread
     if not os.path.isfile(path):
         raise InputError(f"image {path} does not exist")
-    img = imread(str(path))
+    if Path(path).suffix.lower() == ".png":
+        with _libpng_quiet():
+            img = imread(str(path))
+    else:
+        img = imread(str(path))
     if img is None or img.size == 0:
         raise InputError(f"cannot decode image {path} (corrupt or not an image)")
     if img.ndim == 2:  # grayscale

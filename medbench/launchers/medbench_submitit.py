@@ -36,7 +36,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf, open_dict
 
-from medbench.text import first_line
+from medbench.run.progress import point_line, point_name
+from medbench.text import display_path, first_line
 
 try:
     from hydra_plugins.hydra_submitit_launcher import submitit_launcher as plugin
@@ -84,17 +85,22 @@ class _BenchmarkLaunch(_Base):
                                       for k, v in params.items() if k not in init_keys})
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        log.info("submitit '%s' sweep dir: %s (job logs in %s)", self._EXECUTOR, sweep_dir, sweep_dir / ".submitit")
+        if initial_job_idx == 0:
+            log.info("submitit '%s': job logs in %s", self._EXECUTOR, display_path(sweep_dir / ".submitit"))
         indices = [initial_job_idx + i for i in range(len(job_overrides))]
         for idx, overrides in zip(indices, job_overrides):
-            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            log.info(point_line(idx + 1, filter_overrides(overrides)))
         job_params = [(list(o), "hydra.sweep.dir", idx, f"job_id_for_{idx}", Singleton.get_state())
                       for idx, o in zip(indices, job_overrides)]
         from medbench.results.crashes import oom_kills
 
         self._oom_kills = oom_kills()  # the cgroup's OOM-kill count before these points ran
         jobs = executor.map_array(self, *zip(*job_params))
-        return [self._result(job, idx, list(o)) for job, idx, o in zip(jobs, indices, job_overrides)]
+        returns = []
+        for job, idx, o in zip(jobs, indices, job_overrides):
+            returns.append(self._result(job, idx, list(o)))
+            _log_outcome(idx, returns[-1])
+        return returns
 
     def _result(self, job: Any, idx: int, overrides: list[str]) -> JobReturn:
         """The job's JobReturn, or (it died) a ``crashed`` one; blocks until the job has ended."""
@@ -141,6 +147,18 @@ class _BenchmarkLaunch(_Base):
             return None
         finally:
             hydra_config.cfg = saved  # type: ignore[assignment]
+
+
+def _log_outcome(idx: int, ret: JobReturn) -> None:
+    """The parent's line for a finished point: the point's own output went to its submitit log."""
+    try:
+        value = ret.return_value if isinstance(ret.return_value, dict) else {}
+    except Exception:  # a job that raised: its return_value re-raises
+        value = {"status": "failed"}
+    p50 = value.get("p50_ms")
+    figure = f" · p50 {p50:.2f} ms" if isinstance(p50, (int, float)) else ""
+    where = f" · result → {display_path(value['path'])}" if value.get("path") else ""
+    log.info("  %s: %s%s%s", point_name(idx + 1), value.get("status", "?"), figure, where)
 
 
 class LocalLauncher(_BenchmarkLaunch, _LocalBase):

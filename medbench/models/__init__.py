@@ -22,7 +22,7 @@ from medbench.errors import ModelError
 from medbench.models.identity import checkpoint_label, group_mismatch
 from medbench.models.modules import ECA, register_modules
 from medbench.models.torchvision_models import build_torchvision, load_torchvision_weights, output_classes
-from medbench.models.ultralytics_models import build_from_yaml, describe, is_ultralytics_model, load_weights
+from medbench.models.ultralytics_models import build_from_yaml, cfg_sha256, describe, is_ultralytics_model, load_weights
 from medbench.config.schema import MODEL_KINDS, ModelConfig
 
 __all__ = [
@@ -62,6 +62,8 @@ class LoadedModel:
     params: int = 0  # count_params(module) as built, before any fusing
     label_source: str = "model.name"  # where ``name`` came from (medbench.models.identity.LABEL_SOURCES)
     warnings: list[str] = field(default_factory=list)  # e.g. the chosen group does not describe the checkpoint
+    accuracy: dict[str, Any] | None = None  # validation metrics the checkpoint's training run recorded (models.accuracy)
+    cfg_sha256: str | None = None  # random init from a YAML: the file's sha256
 
 
 def count_params(module: nn.Module) -> int:
@@ -129,12 +131,15 @@ def _freeze(module: nn.Module) -> nn.Module:
 
 def _build_ultralytics(spec: ModelConfig) -> dict[str, Any]:
     if spec.weights:
-        module, path, sha, task = load_weights(spec.weights, spec.task, trust=spec.trust_weights, imports=spec.imports)
+        module, path, sha, task, accuracy = load_weights(spec.weights, spec.task, trust=spec.trust_weights,
+                                                         imports=spec.imports)
         out = {"module": module, "task": task, "random_init": False, "cfg": None, "weights": str(path), "weights_sha256": sha,
+               "accuracy": accuracy,
                "warnings": group_mismatch(spec.cfg, spec.num_classes, module) if spec.cfg else []}
     else:
         module, cfg, task = build_from_yaml(spec.cfg, spec.task, spec.num_classes)
-        out = {"module": module, "task": task, "random_init": True, "cfg": cfg, "weights": None, "weights_sha256": None}
+        out = {"module": module, "task": task, "random_init": True, "cfg": cfg, "weights": None, "weights_sha256": None,
+               "cfg_sha256": cfg_sha256(cfg)}
     return {**out, **describe(module)}
 
 

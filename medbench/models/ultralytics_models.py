@@ -70,6 +70,26 @@ def resolve_cfg(cfg: str) -> str:
     return cfg
 
 
+def cfg_sha256(cfg: str | None) -> str | None:
+    """sha256 of the YAML file a random-init model was built from: the file itself, or for an Ultralytics name the
+    file Ultralytics reads (``yolov8n.yaml`` → its ``yolov8.yaml``; the scale letter stays in ``cfg``). None when
+    there is no such file (a torchvision factory name)."""
+    import re
+
+    if not cfg or Path(cfg).suffix.lower() not in YAML_SUFFIXES:
+        return None
+    path = Path(resolve_cfg(cfg))
+    if not path.is_file():
+        from ultralytics.utils.checks import check_yaml
+
+        unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", str(path))  # as ultralytics' yaml_model_load does
+        try:
+            path = Path(check_yaml(unified, hard=False) or check_yaml(str(path)))
+        except Exception:  # not found: the build itself reports that
+            return None
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def build_from_yaml(cfg: str, task: str, num_classes: int | None) -> tuple[nn.Module, str, str]:
     """Random-init model from a YAML. Returns (model, cfg actually used, task of the YAML).
 
@@ -149,16 +169,20 @@ def model_from_checkpoint(ckpt: Any, path: Path) -> nn.Module:
 
 
 def load_weights(weights: str, task: str | None, *, trust: bool = False,
-                 imports: tuple[str, ...] | list[str] = ()) -> tuple[nn.Module, Path, str, str]:
-    """Load a trained checkpoint. Returns (float32 model in eval mode, absolute path, sha256, task of the model)."""
+                 imports: tuple[str, ...] | list[str] = ()) -> tuple[nn.Module, Path, str, str, dict[str, Any] | None]:
+    """Load a trained checkpoint. Returns (float32 model in eval mode, absolute path, sha256, task of the model,
+    the validation accuracy its training run recorded or None: ``medbench.models.accuracy``)."""
     from ultralytics.nn.tasks import guess_model_task
 
+    from medbench.models.accuracy import from_checkpoint
+
     path = resolve_weights(weights)
-    model = model_from_checkpoint(torch_load(path, trust=trust, imports=imports), path).float().eval()  # trainer saves half: cast back
+    ckpt = torch_load(path, trust=trust, imports=imports)
+    model = model_from_checkpoint(ckpt, path).float().eval()  # trainer saves half: cast back
     ckpt_task = guess_model_task(model)
     if task and ckpt_task != task:
         raise ModelError(f"checkpoint {path} is a {ckpt_task} model but model.task is {task}")
-    return model, path, file_sha256(path), ckpt_task
+    return model, path, file_sha256(path), ckpt_task, from_checkpoint(ckpt, path)
 
 
 def describe(model: nn.Module) -> dict[str, Any]:

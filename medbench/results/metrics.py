@@ -67,7 +67,13 @@ METRICS: tuple[Metric, ...] = (
            target="memory_MB"),
     Metric("memory.reserved_MB", "MB", True, False, "reserved_MB", "GPU reserved", table=False),
     Metric("noise.iqr_over_median", "%", True, False, "iqr_pct", "IQR % of median", compared=False, scale=100.0),
+    # Validation accuracy of the weights (the record's accuracy block, fractions) shown in percent; blank for
+    # random-init models. Context for the speed numbers and the Pareto front, never judged by the gate.
+    *(Metric(f"accuracy.{key}", "%", False, False, f"{key}_pct", label, compared=False, scale=100.0)
+      for key, label in (("map50_95", "mAP50-95"), ("map50", "mAP50"), ("precision", "P"), ("recall", "R"),
+                         ("top1", "top-1"), ("top5", "top-5"))),
 )
+ACCURACY = tuple(m for m in METRICS if m.name.startswith("accuracy."))
 BY_NAME = {m.name: m for m in METRICS}
 COMPARED = tuple(m for m in METRICS if m.compared)
 TABLE = tuple(m for m in METRICS if m.table)

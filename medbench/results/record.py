@@ -51,6 +51,7 @@ class Metadata(Block):
     model_name: str | None = None
     weights: str | None = None
     cfg: str | None = None
+    cfg_sha256: str | None = Field(None, description="random init: sha256 of the model YAML file that was read")
     random_init: bool | None = None
     imgsz: int | list[int] | str | None = None
     batch: int | str | None = None
@@ -68,6 +69,7 @@ class Metadata(Block):
     benchmark_size: int | None = None
     benchmark_list_sha256: str | None = None
     runtime: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(None, description="runs: the full composed config of the point (resolved)")
     unit: str | None = Field(None, description="API entries: what throughput counts (calls/s, samples/s, ...)")
     duration_s: float | None = Field(None, description="API entries: total timed seconds (sum of samples_ms)")
     batch_size: int | None = Field(None, description="API entries: items per timed call")
@@ -99,6 +101,22 @@ class ModelComplexity(Numbers):
     gflops: Number = None
     gflops_unfused: Number = None
     fused: bool | None = None
+
+
+class Accuracy(Block):
+    """Validation accuracy of the timed weights, fractions in [0, 1] (``medbench.models.accuracy``); the whole block is
+    null for a random-init model. ``source``: ``checkpoint`` (its ``train_metrics``), ``results.csv`` (the training
+    run's last row) or ``config`` (``model.accuracy.*``); ``file`` the file read, ``epoch`` when known."""
+
+    map50_95: Annotated[float, Strict()] | None = None
+    map50: Annotated[float, Strict()] | None = None
+    precision: Annotated[float, Strict()] | None = None
+    recall: Annotated[float, Strict()] | None = None
+    top1: Annotated[float, Strict()] | None = None
+    top5: Annotated[float, Strict()] | None = None
+    source: Literal["checkpoint", "results.csv", "config"] | None = None
+    file: str | None = None
+    epoch: int | None = None
 
 
 class Latency(Numbers):
@@ -213,8 +231,14 @@ class Env(Block):
     cpu: str | None = None
     gpu_name: str | None = None
     cuda: str | None = None
-    git_commit: str | None = None
-    git_dirty: bool | None = None
+    git_commit: str | None = Field(None, description="= workdir_git.commit (kept for readers)")
+    git_dirty: bool | None = Field(None, description="= workdir_git.dirty (kept for readers)")
+    workdir_git: dict[str, Any] | None = Field(
+        None, description="{root, commit, dirty} of the repository holding the working directory; null outside one")
+    medbench_git: dict[str, Any] | None = Field(
+        None, description="{root, commit, dirty} of medbench's own clone (editable install); null for an installed copy")
+    cudnn: int | None = Field(None, description="torch.backends.cudnn.version(), e.g. 92400")
+    cudnn_version: str | None = Field(None, description="the same as major.minor.patch, e.g. 9.24.0")
 
 
 class Provenance(Block):
@@ -233,6 +257,7 @@ class Record(Block):
     error: ErrorInfo | None = None
     metadata: Metadata = Field(default_factory=Metadata)
     model_complexity: ModelComplexity | None = None
+    accuracy: Accuracy | None = None
     latency: Latency | None = None
     throughput: Throughput | None = None
     memory: Memory | None = None

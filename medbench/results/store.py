@@ -76,12 +76,38 @@ def git_state(directory: str) -> dict[str, Any]:
 
     commit = git("rev-parse", "HEAD")
     if commit is None:
-        return {"git_commit": None, "git_dirty": None}
+        return {"git_commit": None, "git_dirty": None, "git_root": None}
     # the repo's own clean/smudge/process filters would run during status: neutralise each one it defines
     drivers = {n.rpartition(".")[0] for n in (git("config", "--name-only", "--get-regexp", r"^filter\.") or "").split()}
     neutral = tuple(a for d in sorted(drivers) for a in ("-c", f"{d}.clean=cat", "-c", f"{d}.smudge=cat", "-c", f"{d}.process="))
     status = git("status", "--porcelain", "--untracked-files=no", "--ignore-submodules", config=neutral)
-    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+    tracked = git("ls-files", "--error-unmatch", "--", "__init__.py") is not None  # for medbench_git: its own file
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None,
+            "git_root": git("rev-parse", "--show-toplevel"), "tracks_init": tracked}
+
+
+def _repo(state: dict[str, Any]) -> dict[str, Any] | None:
+    """``{root, commit, dirty}`` of a git state, or None outside a repository."""
+    if state["git_commit"] is None:
+        return None
+    return {"root": state["git_root"], "commit": state["git_commit"], "dirty": state["git_dirty"]}
+
+
+def medbench_git() -> dict[str, Any] | None:
+    """medbench's own source: the clone an editable install runs from (``{root, commit, dirty}``); None for an
+    installed copy (site-packages is no clone, even inside a venv that lives in one: the package must be tracked)."""
+    state = git_state(str(Path(__file__).resolve().parents[1]))
+    return _repo(state) if state.get("tracks_init") else None
+
+
+def cudnn_version_string(version: int | None) -> str | None:
+    """torch's cuDNN integer as ``major.minor.patch``: from cuDNN 9 it is major*10000 + minor*100 + patch
+    (92400 → ``9.24.0``), before that major*1000 + minor*100 + patch (8907 → ``8.9.7``)."""
+    if not version:
+        return None
+    major, rest = divmod(version, 10000) if version >= 90000 else divmod(version, 1000)
+    minor, patch = divmod(rest, 100)
+    return f"{major}.{minor}.{patch}"
 
 
 def gpu_env(device: Any = None) -> dict[str, Any]:
@@ -95,9 +121,11 @@ def gpu_env(device: Any = None) -> dict[str, Any]:
     device = torch.device("cuda", 0) if device is None and has_cuda else device
     index = (device.index or 0) if has_cuda and getattr(device, "type", None) == "cuda" else None
     timed = index is not None and index < torch.cuda.device_count()  # a job that asked for a missing GPU: none
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     return {
         "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "cudnn": cudnn,
+        "cudnn_version": cudnn_version_string(cudnn),
         "gpu_count": torch.cuda.device_count() if has_cuda else 0,
         "gpu_name": torch.cuda.get_device_name(index) if timed else None,
         "gpu_uuid": torch_uuid(index) if timed else None,
@@ -123,9 +151,13 @@ def _static_env() -> dict[str, Any]:
 
 
 def collect_env(cwd: str | None = None, device: Any = None) -> dict[str, Any]:
-    """The ``env`` block: software, hardware (the timed ``device``'s GPU) and the git state of the working directory."""
+    """The ``env`` block: software, hardware (the timed ``device``'s GPU), the git state of the working directory's
+    repository (``workdir_git``) and of medbench's own source (``medbench_git``, an editable install from a clone)."""
     cwd = cwd or os.getcwd()
-    return {**_static_env(), **gpu_env(device), "torch_threads": _torch_threads(), **git_state(cwd)}
+    workdir = git_state(cwd)
+    return {**_static_env(), **gpu_env(device), "torch_threads": _torch_threads(),
+            "git_commit": workdir["git_commit"], "git_dirty": workdir["git_dirty"],  # = workdir_git (kept for readers)
+            "workdir_git": _repo(workdir), "medbench_git": medbench_git()}
 
 
 def _torch_threads() -> int:

@@ -34,6 +34,7 @@ class ModelPart:
     complexity: ModelComplexity
     cold_start: dict[str, Any]  # model_load_ms, model_from_cache
     warnings: list[str] = field(default_factory=list)
+    accuracy: dict[str, Any] | None = None  # validation metrics of the weights (medbench.models.accuracy)
 
 
 @dataclass
@@ -117,7 +118,8 @@ def assemble(job_meta: dict[str, Any], parts: Parts, status: str, error: dict[st
                 *(done.warnings if done else [])]
     complexity = model.complexity if model else ModelComplexity(**{key: None for key in ModelComplexity.model_fields})
     lock = {"gpu_lock": parts.gpu_lock} if parts.locked else {}
-    fields = dict(metadata=metadata, model_complexity=complexity, cold_start=cold,
+    fields = dict(metadata=metadata, model_complexity=complexity, accuracy=model.accuracy if model else None,
+                  cold_start=cold,
                   backend=backend.block if backend else None, stages=timed.stages if timed else None,
                   telemetry=done.telemetry if done else timed.telemetry if timed else empty_block(),
                   warnings=warnings, provenance={**started, **lock, "ended_at": utc_now()},

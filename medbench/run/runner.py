@@ -26,6 +26,7 @@ from medbench.run.devices import resolve_device
 from medbench.run.gpu_lock import exclusive_gpu
 from medbench.run.measured import measured
 from medbench.run.parts import InputPart, ModelPart, Parts, Timed, assemble, job_metadata
+from medbench.run.progress import PointProgress
 from medbench.run.runtime import (CudaGraphStep, check_runtime, compile_module, compile_stats, cuda_bf16_mode, dtype_for,
                                   effective_channels_last, place_model, runtime_settings, time_compilation)
 from medbench.run.steps import make_step, step_batches
@@ -33,10 +34,6 @@ from medbench.run.telemetry import Probe, empty_block
 from medbench.run.timing import clean_start, measure, time_once
 
 log = logging.getLogger("medbench")
-
-
-def _progress(done: int, planned: int, last_ms: float) -> None:
-    log.info("  timed %d/%d iterations (last %.2f ms)", done, planned, last_ms)
 
 
 def _measure(job: Job, list_dir: Path, parts: Parts) -> None:
@@ -82,13 +79,13 @@ def _bf16_mode(device: torch.device, dtype: torch.dtype) -> tuple[dict[str, Any]
 def _load_model(job: Job, device: torch.device, dtype: torch.dtype) -> ModelPart:
     """Build/load, count, fuse and place the model; ``model_load_ms`` = build (or copy from the process's
     model cache, then ``model_from_cache`` is true) + fuse + move to the device."""
-    from medbench.models import MODELS, cached_gflops, prepare_for_inference
+    from medbench.models import MODELS, accuracy, cached_gflops, prepare_for_inference
 
     (loaded, cached), build_ms = time_once(lambda: MODELS.get(job.model, job.seed), torch.device("cpu"))
     warnings = list(loaded.warnings)
     meta = {"model_name": loaded.name, "label_source": loaded.label_source, "random_init": loaded.random_init,
             "weights": loaded.weights, "cfg": loaded.cfg, "weights_sha256": loaded.weights_sha256, "task": loaded.task,
-            "num_classes": loaded.num_classes}
+            "num_classes": loaded.num_classes, "cfg_sha256": loaded.cfg_sha256}
     params = loaded.params  # counted as built, before fusing folds BatchNorm away
     imgsz, warning = fit_imgsz(job.imgsz, loaded.stride)
     if warning:
@@ -110,7 +107,7 @@ def _load_model(job: Job, device: torch.device, dtype: torch.dtype) -> ModelPart
                      ModelComplexity(params=params, params_M=params / 1e6, gflops=gflops,
                                      gflops_unfused=gflops_unfused, fused=fused),
                      {"model_load_ms": build_ms + fuse_ms + place_ms, "model_from_cache": cached},  # later points copy
-                     warnings)
+                     warnings, accuracy.resolve(job.model.accuracy, loaded.accuracy))  # config, else the checkpoint's
 
 
 def _load_inputs(job: Job, device: torch.device, dtype: torch.dtype, list_dir: Path) -> InputPart:
@@ -157,11 +154,17 @@ def _timed_section(job: Job, module: torch.nn.Module, inputs: Any, device: torch
             if hasattr(step, "stage_stats"):
                 after["stages"] = step.stage_stats()
 
-        m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
-                    min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
-                    pipelined_iters=job.iters.pipelined_iters if job.scope == "forward" else 0, progress=_progress,
-                    after_warmup=_then(after_warmup, probe.start), after_loop=after_loop,
-                    stop=_precision_rule(job.iters.target_ci_pct), max_time_s=job.iters.max_time_s)
+        bar = PointProgress(label or job.model.name, job.iters.warmup, job.iters.iters)
+        try:
+            m = measure(step, device=device, warmup=job.iters.warmup, iters=job.iters.iters,
+                        min_time_s=job.iters.min_time_s, max_iters=job.iters.max_iters,
+                        pipelined_iters=job.iters.pipelined_iters if job.scope == "forward" else 0,
+                        progress=bar.timed, warmup_progress=bar.warmup, after_warmup=_then(after_warmup, probe.start),
+                        after_loop=after_loop, stop=_precision_rule(job.iters.target_ci_pct),
+                        max_time_s=job.iters.max_time_s)
+            bar.finish(len(m.samples_ms))
+        finally:
+            bar.close()
     if mode is not None:
         cold.update(compile_stats(module))
     return Timed(m, cold, after["telemetry"] or empty_block(), after["stages"], _compile_warnings(cold))

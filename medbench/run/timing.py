@@ -40,7 +40,8 @@ from medbench.run.devices import synchronize
 ProgressFn = Callable[[int, int, float], None]  # (done, planned, last_sample_ms)
 StopRule = Callable[[list[float]], bool]  # samples_ms so far -> True when they are precise enough
 LoopFn = Callable[..., tuple[list[float], "list[float] | None"]]  # (fn, device, n, budget_s, cap, progress)
-PROGRESS_EVERY_S = 2.0
+WarmupProgressFn = Callable[[int, int], None]  # (done, planned) after each warm-up iteration
+PROGRESS_EVERY_S = 0.5  # the timed loop calls ``progress`` at most this often, between two samples
 
 
 PIPELINED_MAX_CALLS = 100  # default cap of the pipelined pass (calls)
@@ -210,7 +211,7 @@ def measure(fn: Callable[[], Any], *, device: torch.device | str = "cpu", warmup
             min_time_s: float = 0.0, max_iters: int | None = None, pipelined_iters: int | None = None,
             progress: ProgressFn | None = None, after_warmup: Callable[[], None] | None = None,
             after_loop: Callable[[], None] | None = None, stop: StopRule | None = None,
-            max_time_s: float | None = None) -> Measurement:
+            max_time_s: float | None = None, warmup_progress: WarmupProgressFn | None = None) -> Measurement:
     """Warm up, then time ``fn()``; see the module docstring for the rules.
 
     ``after_warmup`` is called once between warm-up and the timed loop (e.g. to clear stage timers and
@@ -221,12 +222,18 @@ def measure(fn: Callable[[], Any], *, device: torch.device | str = "cpu", warmup
     ``stop`` (e.g. "the median's 95% interval is within ±1%"): after the first ``iters`` (and ``min_time_s``),
     keep timing in rounds until ``stop(samples_ms)`` is true, ``max_iters`` samples or ``max_time_s`` seconds
     of timed work; the rule runs between rounds, never inside the timed loop.
+
+    ``warmup_progress(done, warmup)`` is called after each warm-up iteration and ``progress(done, planned,
+    last_ms)`` at most every ``PROGRESS_EVERY_S`` of the timed loop, after a sample's second clock read
+    (``medbench.run.progress.PointProgress`` draws them): neither is inside a sample.
     """
     device = torch.device(device)
     with _current(device):
         warmup_start = time.perf_counter()
-        for _ in range(warmup):
+        for done in range(1, warmup + 1):
             fn()
+            if warmup_progress is not None:
+                warmup_progress(done, warmup)
         synchronize(device)
         warmup_ms = (time.perf_counter() - warmup_start) * 1e3
         if after_warmup is not None:

@@ -62,7 +62,10 @@ def test_replicates_give_the_run_level_interval_and_verdict_of_variants():
     assert d.loc[("baseline", "onnxruntime"), "verdict"] == "slower"  # against baseline's own pytorch runs
     assert d.loc[("baseline", "onnxruntime"), "d_latency_p50_pct"] == pytest.approx(50, abs=1)
     assert d.loc[("ghost", "pytorch"), "verdict"] == "(baseline)" and d.loc[("ghost", "pytorch"), "d_latency_p50_pct"] == 0
-    assert backend_delta_table(table, runs, "pytorch").attrs["base"] == "pytorch"
+    flat = backend_delta_table(table, runs, "pytorch")
+    assert flat.attrs["base"] == "pytorch" and flat[["d_params_pct", "d_gflops_pct"]].isna().all().all()
+    assert list(zip(flat["model"], flat["backend"]))[:4] == [("ghost", "pytorch"), ("ghost", "onnxruntime"),
+                                                             ("ghost", "openvino"), ("baseline", "pytorch")]
 
 
 def test_interleaved_replicates_are_paired_as_between_variants():

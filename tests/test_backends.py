@@ -261,6 +261,7 @@ def test_backends_experiment_composes_the_full_grid(compose_cfg):
     assert cfg.batch == 1 and cfg.device == "cpu" and cfg.backend.name == "pytorch"
     assert cfg.hydra.callbacks.collate.baseline_backend == "pytorch"
     assert (cfg.iters.warmup, cfg.iters.iters, cfg.iters.min_time_s, cfg.iters.max_iters) == (10, 20, 2.0, 200)
+    assert compose_cfg("experiment=backends", "iters=quick").iters.iters == 10  # the user's preset still wins
 
 
 def test_backends_experiment_ends_with_the_backend_delta_table(medbench_cli, tmp_path):

@@ -21,6 +21,9 @@ from medbench.results.record import Record
 
 AXIS = "backend"
 DEFAULT_BASE = "pytorch"
+# Params and GFLOPs are the source PyTorch model's for every backend: their Δ% between backends is 0 by definition,
+# so it is left blank (renderers drop all-blank columns).
+SAME_MODEL = ["d_params_pct", "d_gflops_pct"]
 
 
 def runs_by_dir(records: Iterable[Record]) -> dict[str, Run]:
@@ -41,6 +44,12 @@ def backend_delta_table(table: pd.DataFrame, runs: Mapping[str, Run] | None = No
     else:
         table = table.assign(backend=table[AXIS].fillna(DEFAULT_BASE))  # records from before backends: eager
         df = deltas.delta_table(table, runs or {}, base_backend, threshold, axis=AXIS)
+    df[SAME_MODEL] = float("nan")
+    if len(df):  # each model and setting together, the baseline backend first (the order of first appearance kept)
+        key = df[[c for c in deltas.SETTING + ["variant"] if c != AXIS]].astype(str).agg("|".join, axis=1)
+        first = {k: i for i, k in reversed(list(enumerate(key)))}
+        order = pd.DataFrame({"g": key.map(first), "b": df[AXIS] != base_backend})
+        df = df.loc[order.sort_values(["g", "b"], kind="stable").index].reset_index(drop=True)
     df.attrs["base"] = base_backend
     return df
 

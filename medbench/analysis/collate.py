@@ -173,6 +173,7 @@ def setting_label(row: pd.Series) -> str:
              f"batch={row['batch']}" if _known(row.get("batch")) else "",
              str(row["device"]) if _known(row.get("device")) else "",
              str(row["precision"]) if _known(row.get("precision")) else "",
+             str(row["backend"]) if _known(row.get("backend")) and row.get("backend") != "pytorch" else "",
              str(row["variant"]) if _known(row.get("variant")) else ""]
     return " ".join(p for p in parts if p)
 

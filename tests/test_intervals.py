@@ -144,7 +144,9 @@ def test_tails_need_enough_samples_for_a_verdict():
 
 def test_decide_rule():
     iv = intervals.Interval
-    assert verdicts.decide(iv(4.0, 1.0, 7.0, .95, ""), 5.0) == verdicts.SAME
+    assert verdicts.decide(iv(2.0, -1.0, 4.5, .95, ""), 5.0) == verdicts.SAME  # the whole interval within ±5%
+    assert verdicts.decide(iv(4.0, 1.0, 7.0, .95, ""), 5.0) == verdicts.UNDECIDED  # within, but may be beyond it
+    assert verdicts.decide(iv(0.0, -30.0, 30.0, .95, ""), 5.0) == verdicts.UNDECIDED  # a wide interval is no "same"
     assert verdicts.decide(iv(8.0, 1.0, 15.0, .95, ""), 5.0) == verdicts.SLOWER
     assert verdicts.decide(iv(8.0, -1.0, 15.0, .95, ""), 5.0) == verdicts.UNDECIDED
     assert verdicts.decide(iv(-8.0, -15.0, -1.0, .95, ""), 5.0) == verdicts.FASTER

@@ -1,8 +1,8 @@
 """One metric of one setting, baseline group vs current group → a gate verdict with its Δ% interval.
 
 The gate's words for ``medbench.analysis.verdicts``' judgements: latency slower → ``regression``, faster →
-``improvement``, within the threshold → ``stable``, beyond it but not distinguishable → ``~``, a side without enough
-clean runs → ``unreliable``, an interval without a verdict (a tail with too few samples, no raw samples) →
+``improvement``, an interval within ±threshold → ``stable``, otherwise ``~`` (not distinguishable), a side
+without enough clean runs → ``unreliable``, an interval without a verdict (a tail with too few samples, no raw samples) →
 ``no_verdict``. Throughput metrics are 1000/latency × batch, so they are judged by the latency statistic they are
 computed from (fps_p50 by the median, fps_mean and items/s by the mean), with the interval inverted. Metrics
 without samples (memory, pipelined FPS) are judged by the threshold on the median of the runs' values. Pure.

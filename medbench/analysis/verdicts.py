@@ -5,8 +5,9 @@ The rule (docs/statistics.md explains and measures it):
 * ``unreliable`` — a side has too few clean runs: a flagged run (loaded, throttled, very noisy) is never
   evidence, and a side needs ``min(3, its runs)`` clean ones;
 * ``slower`` / ``faster`` — the estimated change is beyond ``±threshold`` **and** the 95% interval excludes 0;
-* ``~`` — beyond the threshold but the interval includes 0 (not distinguishable from noise);
-* ``same`` — the estimate is within the threshold.
+* ``same`` — the whole 95% interval lies within ±threshold;
+* ``~`` — anything else: beyond the threshold but not distinguishable from noise, or an estimate within the
+  threshold whose interval still reaches beyond it (not evidence of equality).
 
 With ≥ 3 clean runs per side the p50 interval comes from the run medians: run-to-run variance is in the evidence.
 When the two sides ran interleaved (their time spans overlap) and their runs carry replicate indices, run ``r``
@@ -63,13 +64,17 @@ class Judgement:
 
 
 def decide(delta: Interval, threshold_pct: float) -> str:
-    """The verdict rule on a Δ% interval (latency: positive is slower)."""
-    if abs(delta.estimate) <= threshold_pct:
-        return SAME
-    if delta.estimate > 0 and delta.lo > 0:
+    """The verdict rule on a Δ% interval (latency: positive is slower).
+
+    ``slower`` / ``faster``: the estimate is beyond the threshold and the interval excludes 0. ``same``: the whole
+    interval lies within ±threshold (the data rule out a change that matters). Anything else is ``~``: an
+    estimate within the threshold with an interval reaching beyond it is not evidence of equality."""
+    if delta.estimate > threshold_pct and delta.lo > 0:
         return SLOWER
-    if delta.estimate < 0 and delta.hi < 0:
+    if delta.estimate < -threshold_pct and delta.hi < 0:
         return FASTER
+    if -threshold_pct <= delta.lo and delta.hi <= threshold_pct:
+        return SAME
     return UNDECIDED
 
 

@@ -279,7 +279,7 @@ def test_backends_experiment_ends_with_the_backend_delta_table(medbench_cli, tmp
     if ort["runs"] == "3/3" and delta.set_index("backend").loc["pytorch", "runs"] == "3/3":  # no run flagged loaded
         assert float(ort["d_p50_ci_lo_pct"]) <= float(ort["d_latency_p50_pct"]) <= float(ort["d_p50_ci_hi_pct"])
         assert ort["verdict"] in {"slower", "faster", "~", "same"} and "interval" not in ort["note"]  # paired: 95%
-        assert "| 95% CI" in (tmp_path / "sweep" / "comparison.md").read_text()
+        assert "95% CI |" in (tmp_path / "sweep" / "comparison.md").read_text()
     else:
         assert ort["verdict"] == "unreliable" and "a verdict needs 3 clean" in ort["note"]
     assert "## Δ% vs backend pytorch" in (tmp_path / "sweep" / "comparison.md").read_text()

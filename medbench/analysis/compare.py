@@ -10,8 +10,9 @@ known (latency and memory lower, FPS / throughput higher). Each latency metric g
 * regression / improvement — Δ% is beyond the metric's threshold (default 5%) **and** its 95% interval excludes 0;
   with >= 3 runs per side the p50 interval comes from the run medians (run-to-run variance included), otherwise
   from the samples within the runs (block bootstrap; "run-to-run variance not measured");
-* ``~`` within noise — beyond the threshold, but the interval includes 0;
-* stable — within the threshold;
+* ``~`` within noise — beyond the threshold but the interval includes 0, or within it but the interval reaches
+  beyond it;
+* stable — the whole interval lies within the threshold (metrics without samples: the change is within it);
 * unreliable — a side has too few clean runs: a run flagged loaded / throttled / very noisy is never evidence;
 * no_verdict — an interval but no verdict (p95/p99 need 10 samples past the percentile on each side).
 

@@ -88,8 +88,9 @@ def caption(ab: pd.DataFrame, baseline: str | None, settings: str, threshold: fl
     text += f" (coverage {', '.join(f'{c:.0%}' for c in low)} with fewer than 6 runs)" if low else ""
     if baseline:
         text += (f". Δ%: p50 vs {baseline} at the same setting with its 95% interval; slower / faster when beyond "
-                 f"±{threshold:g}% and the interval excludes 0, ~ when beyond ±{threshold:g}% within noise, same "
-                 "within the threshold, unreliable when loaded, throttled or very noisy runs leave no evidence")
+                 f"±{threshold:g}% and the interval excludes 0, same when the whole interval lies within "
+                 f"±{threshold:g}%, ~ otherwise (not distinguishable), unreliable when loaded, throttled or very "
+                 "noisy runs leave no evidence")
     return text + "."
 
 

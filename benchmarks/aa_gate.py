@@ -1,8 +1,8 @@
 """How often does the regression gate cry wolf, and does it catch a real slowdown? (the README's CI workflow)
 
 Each trial runs the recommended workflow: ``R`` rounds, and in each round one run of every side, each its own
-process (``python -m medbench device=cpu imgsz=S ... repeat=r hydra.run.dir=<side>/<r>``), so the sides interleave
-and drift of the machine hits them alike. The sides:
+process (``python -m medbench device=cpu imgsz=S runtime.threads=1 ... repeat=r hydra.run.dir=<side>/<r>``), so
+the sides interleave and drift of the machine hits them alike. The sides:
 
 * ``base``  — the baseline;
 * ``same``  — exactly the same command (an A/A pair with ``base``);
@@ -17,7 +17,7 @@ regression (false alarms), slowdown trials that do (detections), and ``unreliabl
 throttled or very noisy: the gate refuses to judge and, with ``--fail-on-unreliable``, fails). Not a test: on a
 shared machine the figures depend on the load, which is recorded (load average, flagged runs).
 
-    python benchmarks/aa_gate.py                     # 20 trials x 5 rounds x 3 sides, imgsz 160 (~30 min quiet)
+    python benchmarks/aa_gate.py                     # 20 trials x 10 rounds x 3 sides, imgsz 160 (~65 min)
     python benchmarks/aa_gate.py --trials 3 --replicates 3 --imgsz 64 --iters 30
 """
 
@@ -37,7 +37,8 @@ from typing import Any
 def one_run(out: Path, r: int, args: argparse.Namespace, extra: list[str]) -> float:
     """Replicate ``r`` of one side into ``out``, its own process; returns its wall time."""
     cmd = [sys.executable, "-m", "medbench", "device=cpu", f"imgsz={args.imgsz}", f"iters.warmup={args.warmup}",
-           f"iters.iters={args.iters}", "iters.min_time_s=0", f"repeat={r}", f"hydra.run.dir={out}", *extra]
+           f"iters.iters={args.iters}", "iters.min_time_s=0", f"runtime.threads={args.threads}", f"repeat={r}",
+           f"hydra.run.dir={out}", *extra]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "YOLO_OFFLINE": "1"})
     if proc.returncode != 0:
@@ -73,10 +74,11 @@ def paired_ratio(slow: Path, base: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--replicates", type=int, default=5)
+    parser.add_argument("--replicates", type=int, default=10, help="rounds per trial (default: 10)")
     parser.add_argument("--imgsz", type=int, default=160)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="runtime.threads of every run (default: 1)")
     parser.add_argument("--out", type=Path, default=Path("outputs/aa_gate") / time.strftime("%Y-%m-%d_%H-%M-%S"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +102,8 @@ def main() -> int:
     n = len(trials)
     summary = {
         "workflow": f"{args.replicates} rounds, each side one process per round (repeat=r), device=cpu "
-                    f"imgsz={args.imgsz} iters.warmup={args.warmup} iters.iters={args.iters}, then medbench compare "
+                    f"imgsz={args.imgsz} iters.warmup={args.warmup} iters.iters={args.iters} "
+                    f"runtime.threads={args.threads}, then medbench compare "
                     "--fail-on-regression --fail-on-unreliable (default threshold 5%)",
         "trials": n,
         "aa_false_alarms": sum(t["aa"]["regression"] for t in trials),

@@ -14,7 +14,8 @@ known (latency and memory lower, FPS / throughput higher). Each latency metric g
   beyond it;
 * stable — the whole interval lies within the threshold (metrics without samples: the change is within it);
 * unreliable — a side has too few clean runs: a run flagged loaded / throttled / very noisy is never evidence;
-* no_verdict — an interval but no verdict (p95/p99 need 10 samples past the percentile on each side).
+* no_verdict — no verdict: fewer than 20 samples per side give no interval (and so not even "stable"), and
+  p95/p99 need 10 samples past the percentile on each side.
 
 Metrics without samples (memory, pipelined FPS) are judged by the threshold alone. Params and (unfused) GFLOPs must be
 equal: otherwise the pair is reported as "models differ" and gets no latency verdict.

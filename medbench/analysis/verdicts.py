@@ -112,15 +112,6 @@ def _run_levels(a: Sequence[Run], b: Sequence[Run], statistic: str) -> tuple[lis
     return va, vb  # type: ignore[return-value]
 
 
-def _point_pct(a: Sequence[Run], b: Sequence[Run], statistic: str) -> float:
-    stat = intervals.statistic_fn(statistic)
-    if not all(r.samples_ms for r in [*a, *b]):  # a run read without its samples (NaN in the file): no point value
-        return math.nan
-    va = float(stat(np.concatenate([r.samples_ms for r in a])[None, :])[0])  # type: ignore[misc]
-    vb = float(stat(np.concatenate([r.samples_ms for r in b])[None, :])[0])  # type: ignore[misc]
-    return 100.0 * (vb / va - 1.0) if va > 0 else math.inf
-
-
 def _too_few_for_tail(a: Sequence[Run], b: Sequence[Run], statistic: str) -> str | None:
     if not statistic.startswith("p"):
         return None
@@ -162,10 +153,9 @@ def judge(a_runs: Sequence[Run], b_runs: Sequence[Run], statistic: str = "median
                              SEQUENTIAL_CAVEAT if _sequential(a, b) else None)
     caveat = None if min(n) >= MIN_RUNS else (ONE_RUN_CAVEAT if n == (1, 1) else FEW_RUNS_CAVEAT)
     have = min(sum(len(r.samples_ms or ()) for r in a), sum(len(r.samples_ms or ()) for r in b))
-    if 0 < have < MIN_SAMPLES:  # no interval; a change within the threshold is still "same"
-        word = SAME if abs(_point_pct(a, b, statistic)) <= threshold_pct else NO_VERDICT
-        return Judgement(statistic, word, None, threshold_pct, n, "within-run", caveat,
-                         None if word == SAME else f"{have} samples per side: an interval needs {MIN_SAMPLES}")
+    if 0 < have < MIN_SAMPLES:  # no interval, so no verdict: not even "same" from the point estimate
+        return Judgement(statistic, NO_VERDICT, None, threshold_pct, n, "within-run", caveat,
+                         f"{have} samples per side: an interval needs {MIN_SAMPLES}")
     delta = _within_run(a, b, statistic)
     if delta is None:
         return Judgement(statistic, NO_VERDICT, None, threshold_pct, n, "within-run", caveat,

@@ -124,7 +124,7 @@ def test_a_run_compared_with_itself_has_no_regression(real_record, tmp_path):
     assert not report.has_regressions and report.regressions == [] and report.improvements == []
     latency = [c for c in report.changes if c.metric.startswith("latency.")]
     assert latency and all(c.delta_pct == 0 for c in latency)
-    # 5 samples a side: no interval, so no verdict — not even "stable" (a Δ of 0 without its uncertainty is not evidence)
+    # 5 samples a side: no interval, so no verdict — not even "stable" (a Δ of 0 without its uncertainty)
     assert {c.verdict for c in latency} == {"no_verdict"} and all("an interval needs 20" in c.note for c in latency)
 
 

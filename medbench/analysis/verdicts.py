@@ -22,7 +22,6 @@ too few samples past the percentile. Pure: runs in, a ``Judgement`` out.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 

@@ -93,7 +93,8 @@ def test_judge_metric_is_a_pure_verdict():
     assert verdict(latency, base, slower) == "regression"
     assert verdict(latency, slower, base) == "improvement"
     shuffled = quiet_samples(seed=1)  # another draw of the same distribution: a moved median, the same process
-    assert verdict(latency, base, shuffled, threshold=0.5) in ("~", "stable")
+    # never a regression; at a 0.5% threshold a ±1% interval may be "too noisy to judge" (unreliable)
+    assert verdict(latency, base, shuffled, threshold=0.5) in ("~", "stable", "unreliable")
     fps = BY_NAME["throughput.fps_p50"]
     v = judge_metric(fps, [_run(base)], [_run(slower)], [100.0], [100 / 1.2], 5.0)
     assert v.verdict == "regression" and v.delta_pct == pytest.approx(-100 / 6, rel=1e-6)

@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from medbench.analysis import paired, verdicts
+from medbench.analysis.intervals import Interval
 from medbench.analysis.replicates import Run, epoch_seconds, run_from_record
 
 # a shared host's drift: each round of the machine's life is up to 40% slower than another (what a sweep sees)
@@ -110,3 +111,26 @@ def test_records_carry_the_replicate_index_and_start_time():
     run = run_from_record(rec)
     assert run.repeat == 3 and run.started == pytest.approx(epoch_seconds("2026-11-24T20:00:00+00:00") + 1.5)
     assert epoch_seconds("yesterday") is None and run_from_record({**rec, "metadata": {"repeat": True}}).repeat is None
+
+
+def test_the_gate_does_not_pass_a_verdict_too_noisy_to_hide_no_slowdown():
+    """A `~` whose interval includes 0 and twice the threshold (slower) is `unreliable` at the gate, not a pass."""
+    from medbench.analysis.judging import judge_metric
+    from medbench.results.metrics import METRICS
+
+    p50 = next(m for m in METRICS if m.name == "latency.p50_ms")
+    base = side([1.0] * 10, 0.0, noise=0.01, seed=11)
+    noisy = side([1.0] * 10, 1.0, noise=0.12, seed=12)  # one noisy spell: the pairs scatter by 12%
+    j = verdicts.judge(base, noisy)
+    assert j.verdict == verdicts.UNDECIDED and j.delta.lo <= 0 and j.delta.hi >= 10.0
+    reason = verdicts.hidden_slowdown(j)
+    assert reason and "too noisy to judge" in reason and "10% slowdown" in reason
+    v = judge_metric(p50, base, noisy, [r.p50_ms for r in base], [r.p50_ms for r in noisy], 5.0)
+    assert v.verdict == "unreliable" and "too noisy to judge" in v.note and v.ci_pct is not None
+    quiet = side([1.0] * 10, 1.0, noise=0.02, seed=13)  # a quiet A/A: stable or ~, never unreliable
+    jq = verdicts.judge(base, quiet)
+    assert verdicts.hidden_slowdown(jq) is None
+    assert judge_metric(p50, base, quiet, [r.p50_ms for r in base], [r.p50_ms for r in quiet], 5.0).verdict in {
+        "stable", "~"}
+    faster_only = verdicts.Judgement("median", verdicts.UNDECIDED, Interval(-8.0, -25.0, 4.0, 0.95, "x"), 5.0, (9, 9))
+    assert verdicts.hidden_slowdown(faster_only) is None  # cannot hide a slowdown of 10%: the gate reports ~

@@ -14,6 +14,8 @@ known (latency and memory lower, FPS / throughput higher). Each latency metric g
   beyond it;
 * stable — the whole interval lies within the threshold (metrics without samples: the change is within it);
 * unreliable — a side has too few clean runs: a run flagged loaded / throttled / very noisy is never evidence;
+  and a ``~`` of the median or mean whose interval includes 0 and a slowdown of twice the threshold (too noisy
+  to judge: passing it could let a real slowdown through);
 * no_verdict — no verdict: fewer than 20 samples per side give no interval (and so not even "stable"), and
   p95/p99 need 10 samples past the percentile on each side.
 

@@ -2,7 +2,8 @@
 
 The gate's words for ``medbench.analysis.verdicts``' judgements: latency slower → ``regression``, faster →
 ``improvement``, an interval within ±threshold → ``stable``, otherwise ``~`` (not distinguishable), a side
-without enough clean runs → ``unreliable``, an interval without a verdict (a tail with too few samples, no raw samples) →
+without enough clean runs → ``unreliable``, and so is a ``~`` of the median or mean whose interval includes 0 and a
+slowdown of twice the threshold (``verdicts.hidden_slowdown``: the runs were too noisy to judge, not a pass), an interval without a verdict (a tail with too few samples, no raw samples) →
 ``no_verdict``. Throughput metrics are 1000/latency × batch, so they are judged by the latency statistic they are
 computed from (fps_p50 by the median, fps_mean and items/s by the mean), with the interval inverted. Metrics
 without samples (memory, pipelined FPS) are judged by the threshold on the median of the runs' values. Pure.
@@ -81,6 +82,7 @@ def judge_metric(metric: Metric, base: Sequence[Run], cur: Sequence[Run], base_v
         note = "; ".join(x for x in (j.caveat, j.reason) if x) or None
         return Verdict(bv, cv, plain, None, None, GATE_WORDS[j.verdict], j.runs, None, note)
     delta = j.delta if is_latency else _inverted(j.delta)
-    word = GATE_WORDS[j.verdict]
-    note = "; ".join(x for x in (j.caveat, j.reason) if x) or None
+    hidden = verdicts.hidden_slowdown(j)  # a gate never passes a ~ that could hide a slowdown of 2x the threshold
+    word = "unreliable" if hidden else GATE_WORDS[j.verdict]
+    note = "; ".join(x for x in (j.caveat, j.reason, hidden) if x) or None
     return Verdict(bv, cv, delta.estimate, (delta.lo, delta.hi), delta.confidence, word, j.runs, delta.method, note)

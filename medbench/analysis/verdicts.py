@@ -32,6 +32,7 @@ from medbench.analysis.intervals import Interval
 from medbench.analysis.replicates import Run
 
 MIN_RUNS = 3  # run-level intervals from this many clean runs per side
+HIDDEN_FACTOR = 2.0  # the gate: a ~ whose interval reaches 2x the threshold (slower) is unreliable, not a pass
 TAIL_CONFIDENCE = 0.99  # a percentile bootstrapped from a few runs is optimistic: tails are judged at 99%
 MIN_SAMPLES = 20  # a within-run (bootstrap) interval needs this many samples per side; fewer give no interval
 SLOWER, FASTER, UNDECIDED, SAME, UNRELIABLE, NO_VERDICT = "slower", "faster", "~", "same", "unreliable", "none"
@@ -75,6 +76,19 @@ def decide(delta: Interval, threshold_pct: float) -> str:
     if -threshold_pct <= delta.lo and delta.hi <= threshold_pct:
         return SAME
     return UNDECIDED
+
+
+def hidden_slowdown(j: Judgement) -> str | None:
+    """Why a ``~`` on the median or mean cannot pass a regression gate: its interval includes 0 and reaches a
+    slowdown of ``HIDDEN_FACTOR`` × the threshold — the runs were too noisy to tell no change from a large one.
+    None when the judgement is anything else (the gate then reports it as it is)."""
+    if j.verdict != UNDECIDED or j.delta is None or j.statistic not in ("median", "mean"):
+        return None
+    limit = HIDDEN_FACTOR * j.threshold_pct
+    if j.delta.lo <= 0.0 and j.delta.hi >= limit:
+        return (f"too noisy to judge: the {j.delta.confidence:.0%} interval [{j.delta.lo:+.1f}%, {j.delta.hi:+.1f}%] "
+                f"includes no change and a {limit:g}% slowdown (add rounds, or rerun on a quieter machine)")
+    return None
 
 
 def short_flags(runs: Sequence[Run]) -> str:

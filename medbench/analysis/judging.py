@@ -3,7 +3,8 @@
 The gate's words for ``medbench.analysis.verdicts``' judgements: latency slower → ``regression``, faster →
 ``improvement``, an interval within ±threshold → ``stable``, otherwise ``~`` (not distinguishable), a side
 without enough clean runs → ``unreliable``, and so is a ``~`` of the median or mean whose interval includes 0 and a
-slowdown of twice the threshold (``verdicts.hidden_slowdown``: the runs were too noisy to judge, not a pass), an interval without a verdict (a tail with too few samples, no raw samples) →
+slowdown of twice the threshold (``verdicts.hidden_slowdown``: the runs were too noisy to judge, not a pass), no
+interval or an interval without a verdict (fewer than 20 samples, a tail with too few samples, no raw samples) →
 ``no_verdict``. Throughput metrics are 1000/latency × batch, so they are judged by the latency statistic they are
 computed from (fps_p50 by the median, fps_mean and items/s by the mean), with the interval inverted. Metrics
 without samples (memory, pipelined FPS) are judged by the threshold on the median of the runs' values. Pure.

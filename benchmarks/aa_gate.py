@@ -34,6 +34,9 @@ from statistics import median
 from typing import Any
 
 
+QUIET_IQR_PCT = 8.0  # a trial whose runs' median IQR is at most this is "quiet" in the summary
+
+
 def one_run(out: Path, r: int, args: argparse.Namespace, extra: list[str]) -> float:
     """Replicate ``r`` of one side into ``out``, its own process; returns its wall time."""
     cmd = [sys.executable, "-m", "medbench", "device=cpu", f"imgsz={args.imgsz}", f"iters.warmup={args.warmup}",
@@ -71,6 +74,11 @@ def paired_ratio(slow: Path, base: Path) -> float:
     return median(s[k] / b[k] for k in b.keys() & s.keys())
 
 
+def median_run_iqr_pct(trial: Path) -> float:
+    """Median over the trial's runs of their IQR / median (%): the noise the records show, flagged or not."""
+    return 100 * median(json.loads(p.read_text())["noise"]["iqr_over_median"] for p in trial.glob("*/*/result.json"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
@@ -94,10 +102,12 @@ def main() -> int:
         aa = gate(d / "base", d / "same", d / "aa.json")
         slow = gate(d / "base", d / "slow", d / "slow.json")
         ratio = paired_ratio(d / "slow", d / "base")
-        trials.append({"trial": t, "loadavg_1m": load, "aa": aa, "slowdown": slow, "slow_over_base": ratio})
+        trials.append({"trial": t, "loadavg_1m": load, "aa": aa, "slowdown": slow, "slow_over_base": ratio,
+                       "median_run_iqr_pct": median_run_iqr_pct(d)})
         print(f"trial {t:2d}: A/A exit {aa['exit']} p50 {aa['p50_verdict']} {aa['p50_delta_pct'] or 0:+.1f}% "
               f"{aa['p50_ci_pct']} | slow exit {slow['exit']} p50 {slow['p50_verdict']} "
               f"{slow['p50_delta_pct'] or 0:+.1f}% {slow['p50_ci_pct']} | load {load:.1f} | "
+              f"run IQR {trials[-1]['median_run_iqr_pct']:.1f}% | "
               f"{time.perf_counter() - started:.0f}s", flush=True)
     n = len(trials)
     summary = {
@@ -114,6 +124,9 @@ def main() -> int:
         "slowdown_unreliable": sum(t["slowdown"]["p50_verdict"] == "unreliable" for t in trials),
         "injected_slowdown_pct": 100 * (median(t["slow_over_base"] for t in trials) - 1) if trials else None,
         "loadavg_1m_median": median(t["loadavg_1m"] for t in trials) if trials else None,
+        "quiet_trials": sum(t["median_run_iqr_pct"] <= QUIET_IQR_PCT for t in trials),
+        "quiet_slowdown_detected": sum(t["slowdown"]["regression"] for t in trials
+                                       if t["median_run_iqr_pct"] <= QUIET_IQR_PCT),
         "wall_s": time.perf_counter() - started,
         "per_trial": trials,
     }
@@ -123,6 +136,9 @@ def main() -> int:
     print(f"slowdown detected (a regression reported): {summary['slowdown_detected']}/{n}, p50 regression "
           f"{summary['slowdown_p50_regression']}/{n}   (unreliable: {summary['slowdown_unreliable']}/{n}); "
           f"injected slowdown measured {summary['injected_slowdown_pct']:+.1f}% (median over trials)")
+    quiet, caught = summary["quiet_trials"], summary["quiet_slowdown_detected"]
+    print(f"quiet trials (median run IQR <= {QUIET_IQR_PCT:g}%): slowdown detected {caught}/{quiet}; "
+          f"noisier trials: {summary['slowdown_detected'] - caught}/{n - quiet}")
     print(f"median load average {summary['loadavg_1m_median']:.1f}; {summary['wall_s']:.0f}s; "
           f"details: {args.out / 'summary.json'}")
     return 0

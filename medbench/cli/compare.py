@@ -74,7 +74,8 @@ def render(report: ComparisonReport) -> str:
     for title, changes in (("Regressions", report.regressions), ("Improvements", report.improvements),
                            ("Within noise (~): beyond the threshold, but the 95% interval includes 0",
                             report.within_noise),
-                           ("UNRELIABLE: loaded, throttled or very noisy runs, or too noisy to judge; no verdict", report.unreliable),
+                           ("UNRELIABLE: loaded, throttled or very noisy runs, or too noisy to judge; no verdict",
+                            report.unreliable),
                            ("No verdict (interval only)", report.no_verdict)):
         if changes or title in ("Regressions", "Improvements"):
             lines += ["", f"{title}: {_counted(changes)}"]

@@ -26,14 +26,14 @@ from pydantic import ConfigDict, Field, Strict
 from pydantic.json_schema import SkipJsonSchema
 
 from medbench.results.blocks import Block, Numbers, dig, json_form  # noqa: F401 (dig re-exported)
-from medbench.results.measurement_blocks import ColdStart, Latency, Memory, Noise, Telemetry, Throughput  # noqa: F401
+from medbench.results.measurement_blocks import (  # noqa: F401 (the blocks are re-exported)
+    ColdStart, Latency, Memory, Noise, Number, Telemetry, Throughput)
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 SUITE_KIND = "medbench-suite"  # the ``kind`` of a suite file
 Status = Literal["ok", "failed", "crashed", "interrupted", "not_run"]
 Kind = Literal["run", "api"]
-Number = float | None
 
 
 class ErrorInfo(Block):

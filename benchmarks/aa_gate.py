@@ -12,13 +12,16 @@ the sides interleave and drift of the machine hits them alike. The sides:
   here (median over trials of the paired run ratios) and reported next to the detection rate.
 
 The order of the sides rotates from round to round. Then ``medbench compare --baseline base --current X
---fail-on-regression --fail-on-unreliable`` for X = same and X = slow. Counted: A/A trials that report a
-regression (false alarms), slowdown trials that do (detections), and ``unreliable`` verdicts (a side loaded,
-throttled or very noisy: the gate refuses to judge and, with ``--fail-on-unreliable``, fails). Not a test: on a
-shared machine the figures depend on the load, which is recorded (load average, flagged runs).
+--fail-on-regression --fail-on-unreliable`` for X = same and X = slow, and — as the README's workflow does — while
+a comparison's gate exits 3 (unreliable: too few clean runs, or too noisy to judge) five more rounds of its sides
+and another look, up to 20 rounds. Counted: A/A trials that report a regression at any look (false alarms, the
+repeated looks included), slowdown trials that do (detections), trials that needed more rounds, and those still
+``unreliable`` at the end (with ``--fail-on-unreliable`` the gate fails: rerun). Each look's report is kept
+(``trialNN/aa_10.json``, ``slowdown_15.json``, ...). Not a test: on a shared machine the figures depend on the
+load, which is recorded (load average, flagged runs, the runs' own spread).
 
-    python benchmarks/aa_gate.py                     # 20 trials x 10 rounds x 3 sides, imgsz 160 (~65 min)
-    python benchmarks/aa_gate.py --trials 3 --replicates 3 --imgsz 64 --iters 30
+    python benchmarks/aa_gate.py                     # 20 trials x 10-20 rounds x 3 sides, imgsz 160 (~75 min)
+    python benchmarks/aa_gate.py --trials 3 --replicates 3 --more 2 --max-replicates 5 --imgsz 64 --iters 30
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from statistics import median
 from typing import Any
 
 
+EXIT_UNRELIABLE = 3  # medbench compare --fail-on-unreliable: unreliable and nothing else failing
 QUIET_IQR_PCT = 8.0  # a trial whose runs' median IQR is at most this is "quiet" in the summary
 
 
@@ -79,10 +83,37 @@ def median_run_iqr_pct(trial: Path) -> float:
     return 100 * median(json.loads(p.read_text())["noise"]["iqr_over_median"] for p in trial.glob("*/*/result.json"))
 
 
+def run_trial(d: Path, t: int, args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """One trial of the workflow, for both comparisons: rounds, a look, and — while a comparison's gate exits
+    ``EXIT_UNRELIABLE`` — ``--more`` rounds of its sides and another look, up to ``--max-replicates`` rounds.
+    Returns every look of each comparison (the last one is its outcome)."""
+    sides = {"base": [], "same": [], "slow": ["model.fuse=false"]}
+    compared = {"aa": "same", "slowdown": "slow"}
+    looks: dict[str, list[dict[str, Any]]] = {name: [] for name in compared}
+    open_, done, target = set(compared), 0, args.replicates
+    while open_:
+        need = ["base", *(compared[name] for name in compared if name in open_)]
+        for r in range(done, target):
+            k = (t + r) % len(need)  # rotate the order: no side always runs first in its round
+            for name in need[k:] + need[:k]:
+                one_run(d / name / str(r), r, args, sides[name])
+        done = target
+        for name in sorted(open_):
+            look = gate(d / "base", d / compared[name], d / f"{name}_{done}.json")
+            looks[name].append({**look, "rounds": done})
+            if look["exit"] != EXIT_UNRELIABLE or done >= args.max_replicates:
+                open_.discard(name)
+        target = min(done + args.more, args.max_replicates)
+    return looks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--replicates", type=int, default=10, help="rounds per trial (default: 10)")
+    parser.add_argument("--replicates", type=int, default=10, help="rounds before the first look (default: 10)")
+    parser.add_argument("--more", type=int, default=5,
+                        help=f"rounds added while the gate exits {EXIT_UNRELIABLE} (unreliable; default: 5)")
+    parser.add_argument("--max-replicates", type=int, default=20, help="rounds at most (default: 20)")
     parser.add_argument("--imgsz", type=int, default=160)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--iters", type=int, default=200)
@@ -93,35 +124,38 @@ def main() -> int:
     trials, started = [], time.perf_counter()
     for t in range(args.trials):
         d = args.out / f"trial{t:02d}"
-        sides = [("base", []), ("same", []), ("slow", ["model.fuse=false"])]
         load = os.getloadavg()[0]
-        for r in range(args.replicates):
-            k = (t + r) % 3  # rotate the order: no side always runs first in its round
-            for name, extra in sides[k:] + sides[:k]:
-                one_run(d / name / str(r), r, args, extra)
-        aa = gate(d / "base", d / "same", d / "aa.json")
-        slow = gate(d / "base", d / "slow", d / "slow.json")
+        looks = run_trial(d, t, args)
+        aa, slow = looks["aa"][-1], looks["slowdown"][-1]
         ratio = paired_ratio(d / "slow", d / "base")
         trials.append({"trial": t, "loadavg_1m": load, "aa": aa, "slowdown": slow, "slow_over_base": ratio,
+                       "aa_looks": looks["aa"], "slowdown_looks": looks["slowdown"],
                        "median_run_iqr_pct": median_run_iqr_pct(d)})
         print(f"trial {t:2d}: A/A exit {aa['exit']} p50 {aa['p50_verdict']} {aa['p50_delta_pct'] or 0:+.1f}% "
-              f"{aa['p50_ci_pct']} | slow exit {slow['exit']} p50 {slow['p50_verdict']} "
-              f"{slow['p50_delta_pct'] or 0:+.1f}% {slow['p50_ci_pct']} | load {load:.1f} | "
-              f"run IQR {trials[-1]['median_run_iqr_pct']:.1f}% | "
+              f"{aa['p50_ci_pct']} ({aa['rounds']} rounds) | slow exit {slow['exit']} p50 {slow['p50_verdict']} "
+              f"{slow['p50_delta_pct'] or 0:+.1f}% {slow['p50_ci_pct']} ({slow['rounds']} rounds) | "
+              f"load {load:.1f} | run IQR {trials[-1]['median_run_iqr_pct']:.1f}% | "
               f"{time.perf_counter() - started:.0f}s", flush=True)
     n = len(trials)
     summary = {
         "workflow": f"{args.replicates} rounds, each side one process per round (repeat=r), device=cpu "
                     f"imgsz={args.imgsz} iters.warmup={args.warmup} iters.iters={args.iters} "
                     f"runtime.threads={args.threads}, then medbench compare "
-                    "--fail-on-regression --fail-on-unreliable (default threshold 5%)",
+                    "--fail-on-regression --fail-on-unreliable (default threshold 5%); while it exits "
+                    f"{EXIT_UNRELIABLE} (unreliable), {args.more} more rounds and again, up to "
+                    f"{args.max_replicates} rounds",
         "trials": n,
         "aa_false_alarms": sum(t["aa"]["regression"] for t in trials),
-        "aa_gate_failed": sum(t["aa"]["exit"] == 1 for t in trials),
-        "aa_unreliable": sum(t["aa"]["p50_verdict"] == "unreliable" for t in trials),
+        "aa_false_alarms_first_look": sum(t["aa_looks"][0]["regression"] for t in trials),
+        "aa_gate_failed": sum(t["aa"]["exit"] != 0 for t in trials),
+        "aa_unreliable": sum(t["aa"]["exit"] == EXIT_UNRELIABLE for t in trials),
+        "aa_more_rounds": sum(len(t["aa_looks"]) > 1 for t in trials),
+        "slowdown_detected_first_look": sum(t["slowdown_looks"][0]["regression"] for t in trials),
+        "slowdown_more_rounds": sum(len(t["slowdown_looks"]) > 1 for t in trials),
+        "rounds_mean": sum(max(t["aa"]["rounds"], t["slowdown"]["rounds"]) for t in trials) / n if n else None,
         "slowdown_detected": sum(t["slowdown"]["regression"] for t in trials),
         "slowdown_p50_regression": sum(t["slowdown"]["p50_verdict"] == "regression" for t in trials),
-        "slowdown_unreliable": sum(t["slowdown"]["p50_verdict"] == "unreliable" for t in trials),
+        "slowdown_unreliable": sum(t["slowdown"]["exit"] == EXIT_UNRELIABLE for t in trials),
         "injected_slowdown_pct": 100 * (median(t["slow_over_base"] for t in trials) - 1) if trials else None,
         "loadavg_1m_median": median(t["loadavg_1m"] for t in trials) if trials else None,
         "quiet_trials": sum(t["median_run_iqr_pct"] <= QUIET_IQR_PCT for t in trials),
@@ -132,7 +166,10 @@ def main() -> int:
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\nA/A false alarms (a regression reported): {summary['aa_false_alarms']}/{n}   "
-          f"(unreliable p50 verdicts: {summary['aa_unreliable']}/{n}; gate exit 1: {summary['aa_gate_failed']}/{n})")
+          f"(first look: {summary['aa_false_alarms_first_look']}/{n}; more rounds: {summary['aa_more_rounds']}/{n}; "
+          f"unreliable at the end: {summary['aa_unreliable']}/{n}; gate failed: {summary['aa_gate_failed']}/{n})")
+    print(f"slowdown detected at the first look: {summary['slowdown_detected_first_look']}/{n}; more rounds: "
+          f"{summary['slowdown_more_rounds']}/{n}; rounds per trial {summary['rounds_mean']:.1f} on average")
     print(f"slowdown detected (a regression reported): {summary['slowdown_detected']}/{n}, p50 regression "
           f"{summary['slowdown_p50_regression']}/{n}   (unreliable: {summary['slowdown_unreliable']}/{n}); "
           f"injected slowdown measured {summary['injected_slowdown_pct']:+.1f}% (median over trials)")

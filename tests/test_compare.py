@@ -230,7 +230,9 @@ def test_a_loaded_side_is_unreliable_and_can_fail_the_gate(real_record, tmp_path
     assert {r["metric"] for r in report["unreliable"]} >= {"latency.p50_ms", "throughput.fps_p50"}
     assert report["flagged_runs"][0]["side"] == "current" and any("loaded" in w for w in report["warnings"])
     strict = compare_cli("--baseline", a, "--current", b, "--fail-on-unreliable", cwd=tmp_path)
-    assert strict.returncode == 1  # ... but CI can refuse to pass on a bad machine
+    assert strict.returncode == 3  # ... but CI can refuse to pass on a bad machine (3: add rounds, or rerun)
+    both = compare_cli("--baseline", a, "--current", b, "--fail-on-regression", "--fail-on-unreliable", cwd=tmp_path)
+    assert both.returncode == 3
 
 
 def test_replicates_are_groups_judged_from_run_medians(real_record, tmp_path):

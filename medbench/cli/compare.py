@@ -23,6 +23,7 @@ from medbench.text import first_line, number, usage_error
 
 compare_doc = _compare.__doc__ or ""
 DESCRIPTION = "Baseline vs current: verdicts per metric, and a regression gate."
+EXIT_UNRELIABLE = 3  # --fail-on-unreliable: no regression, but the runs cannot tell (more rounds may)
 
 
 def _plain(doc: str) -> str:
@@ -175,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="medbench compare", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_plain("\n\n".join(compare_doc.split("\n\n")[1:])) + "\n\nMetrics: " + ", ".join(KNOWN_METRICS)
-        + ".\nExit status: 0 ok; 1 regressions with --fail-on-regression (or unreliable verdicts with "
-          "--fail-on-unreliable, mismatches with --fail-on-mismatch); "
-          "2 missing/unreadable input or bad arguments.")
+        + ".\nExit status: 0 ok; 1 regressions with --fail-on-regression (or mismatches with --fail-on-mismatch); "
+          f"{EXIT_UNRELIABLE} unreliable verdicts with --fail-on-unreliable and nothing else failing (too few clean "
+          "runs, or too noisy to judge: add rounds, or rerun); 2 missing/unreadable input or bad arguments.")
     parser.add_argument("--baseline", required=True, help="result.json, sweep directory or suite file")
     parser.add_argument("--current", required=True, help="result.json, sweep directory or suite file")
     parser.add_argument("--threshold", action="append", default=[], metavar="PCT|METRIC=PCT",
@@ -188,8 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="YAML file mapping metric -> percent (key 'default' sets the default)")
     parser.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any regression is found")
     parser.add_argument("--fail-on-unreliable", action="store_true",
-                        help="exit 1 when a verdict is unreliable (a loaded, throttled or very noisy side): for CI "
-                             "that must not pass on a bad machine")
+                        help=f"exit {EXIT_UNRELIABLE} when a verdict is unreliable (a loaded, throttled or very noisy "
+                             "side, or too noisy to judge) and nothing else fails: for CI that must not pass on a bad "
+                             "machine; a workflow can add rounds on this status and ask again")
     parser.add_argument("--fail-on-mismatch", action="store_true",
                         help="also exit 1 when models differ, a setting is unmatched, or a run failed")
     parser.add_argument("--output", "-o", type=Path, help="write the report as JSON here")
@@ -205,10 +207,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"report → {args.output}")
     if args.fail_on_regression and report.has_regressions:
         return 1
-    if args.fail_on_unreliable and report.has_unreliable:
-        return 1
     if args.fail_on_mismatch and (report.models_differ or report.unmatched or report.failed or not report.matched):
         return 1
+    if args.fail_on_unreliable and report.has_unreliable:
+        return EXIT_UNRELIABLE
     return 0
 
 

@@ -36,8 +36,8 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
+from medbench.cli.compare import EXIT_UNRELIABLE  # the gate's "cannot tell" status: add rounds
 
-EXIT_UNRELIABLE = 3  # medbench compare --fail-on-unreliable: unreliable and nothing else failing
 QUIET_IQR_PCT = 8.0  # a trial whose runs' median IQR is at most this is "quiet" in the summary
 
 
